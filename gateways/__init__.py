@@ -1,0 +1,1 @@
+"""Mesh gateways (a later issue). Nothing here yet."""

@@ -1,0 +1,106 @@
+"""Agent configuration: what `gossamer agent` is told on its command line.
+
+Field names follow Consul's config keys; the CLI (gossamer/cli.py) maps Consul's flag
+spellings onto them (``-serf-lan-port`` -> ``serf_lan_port``). Defaults are Consul's.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import ipaddress
+import socket
+from dataclasses import dataclass, field
+
+__all__ = ["AgentConfig", "ConfigError", "decode_gossip_key"]
+
+DEFAULT_HTTP_PORT = 8500
+DEFAULT_SERF_LAN_PORT = 8301
+DEFAULT_SERVER_PORT = 8300
+
+
+class ConfigError(ValueError):
+    """The configuration cannot be used; the message is one line for the user."""
+
+
+def decode_gossip_key(text: str) -> bytes:
+    """A base64 gossip key of 16, 24 or 32 bytes (AES-128/192/256), as ``-encrypt`` takes it."""
+    try:
+        key = base64.b64decode(text.strip(), validate=True)
+    except (binascii.Error, ValueError) as e:
+        raise ConfigError(f"Invalid encryption key: {e}") from None
+    if len(key) not in (16, 24, 32):
+        raise ConfigError(
+            f"Invalid encryption key: key size must be 16, 24 or 32 bytes, got {len(key)}"
+        )
+    return key
+
+
+@dataclass(frozen=True)
+class AgentConfig:
+    node_name: str = field(default_factory=socket.gethostname)
+    datacenter: str = "dc1"
+    bind_addr: str = "0.0.0.0"
+    advertise_addr: str | None = None
+    """Address other members use to reach us; defaults to bind_addr, or 127.0.0.1 when that is 0.0.0.0."""
+    serf_lan_port: int = DEFAULT_SERF_LAN_PORT
+    http_port: int = DEFAULT_HTTP_PORT
+    client_addr: str = "127.0.0.1"
+    """Address the HTTP API listens on."""
+    data_dir: str | None = None
+    retry_join: tuple[str, ...] = ()
+    retry_interval_s: float = 30.0
+    retry_max: int = 0
+    """0 = retry forever, as Consul."""
+    encrypt_key: bytes | None = None
+    server: bool = False
+    dev: bool = False
+    leave_on_terminate: bool | None = None
+    """None = Consul's default: clients leave on SIGTERM, servers do not."""
+    gossip_profile: str = "lan"
+    """Memberlist timing preset for the LAN pool: lan, wan or local."""
+    log_level: str = "info"
+
+    def validate(self) -> None:
+        if not self.node_name:
+            raise ConfigError("Node name cannot be empty")
+        if len(self.node_name) > 128:
+            raise ConfigError("Node name is too long (over 128 characters)")
+        if not self.datacenter or any(c.isspace() for c in self.datacenter):
+            raise ConfigError(f"Invalid datacenter name: {self.datacenter!r}")
+        for name, port in (("serf-lan-port", self.serf_lan_port), ("http-port", self.http_port)):
+            if not 0 < port < 65536:
+                raise ConfigError(f"Invalid -{name}: {port}")
+        for name, addr in (("bind", self.bind_addr), ("client", self.client_addr)):
+            _check_ip(name, addr)
+        if self.advertise_addr is not None:
+            _check_ip("advertise", self.advertise_addr)
+            if ipaddress.ip_address(self.advertise_addr).is_unspecified:
+                raise ConfigError("Advertise address cannot be 0.0.0.0 or ::")
+        if self.gossip_profile not in ("lan", "wan", "local"):
+            raise ConfigError(f"Unknown gossip profile {self.gossip_profile!r}")
+        if self.encrypt_key is not None and len(self.encrypt_key) not in (16, 24, 32):
+            raise ConfigError("Invalid encryption key length")
+        if self.retry_interval_s <= 0:
+            raise ConfigError("-retry-interval must be positive")
+
+    @property
+    def advertise(self) -> str:
+        if self.advertise_addr:
+            return self.advertise_addr
+        if ipaddress.ip_address(self.bind_addr).is_unspecified:
+            return "127.0.0.1"
+        return self.bind_addr
+
+    @property
+    def leaves_on_terminate(self) -> bool:
+        if self.leave_on_terminate is not None:
+            return self.leave_on_terminate
+        return not self.server
+
+
+def _check_ip(flag: str, addr: str) -> None:
+    try:
+        ipaddress.ip_address(addr)
+    except ValueError:
+        raise ConfigError(f"Invalid -{flag} address: {addr!r} is not an IP address") from None

@@ -1,0 +1,1 @@
+"""The mTLS sidecar proxy (a later issue). Nothing here yet."""

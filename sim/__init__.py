@@ -1,0 +1,1 @@
+"""The deterministic simulator (issue 3). Nothing here yet."""

@@ -1,0 +1,791 @@
+"""memberlist protocol 2 wire codec, as Serf 0.9.4 speaks it (shared/reference/memberlist-wire.md).
+
+Layers, outermost first:
+
+    UDP packet:  [AES-GCM envelope] -> [hasCrc 0c|crc32] -> [compress 09] -> message | compound 07
+    TCP stream:  [encrypt frame 0a|len|envelope] -> [compress 09] -> message
+
+Rules:
+
+1. A message is one type byte and one msgpack value, encoded the way Go's go-msgpack
+   encodes a struct: a map keyed by Go field names in byte-wise sorted order, strings and
+   ``[]byte`` both as old-spec raw (``a0``-``bf``, ``da``, ``db``; never ``d9`` or bin).
+   :func:`pack` does exactly that; message classes build their maps in sorted order.
+2. Decoding is lenient where Go is (unknown keys skipped, missing keys zero, str8/bin
+   accepted, trailing bytes after the value ignored) and strict where Python would
+   otherwise crash later (wrong types, out-of-range integers): such input raises
+   :class:`DecodeError`, which cores count and drop. Nothing else escapes a decoder.
+3. Every length is bounded: a UDP packet by :data:`PACKET_BYTES_MAX`, an inflated payload
+   by :data:`INFLATE_BYTES_MAX`, a stream by :data:`STREAM_BYTES_MAX` (Go's
+   ``maxPushStateBytes``), nesting of compound/compress by :data:`NESTING_MAX`.
+4. Node names and other Go strings may be arbitrary bytes; we keep them as ``str`` decoded
+   with ``surrogateescape`` so they round-trip exactly.
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import IntEnum
+from typing import Any, ClassVar
+
+import msgpack
+
+from gossamer.core import Entropy
+from swim import lzw
+from swim.keyring import DecryptError, Keyring, decrypt, encrypt
+
+__all__ = [
+    "INFLATE_BYTES_MAX",
+    "NESTING_MAX",
+    "PACKET_BYTES_MAX",
+    "STREAM_BYTES_MAX",
+    "Ack",
+    "Alive",
+    "Compress",
+    "Dead",
+    "DecodeError",
+    "ErrResp",
+    "IndirectPing",
+    "Message",
+    "MsgType",
+    "Nack",
+    "Ping",
+    "PushNodeState",
+    "PushPull",
+    "Suspect",
+    "User",
+    "decode_message",
+    "encode_message",
+    "make_compound",
+    "open_packet",
+    "open_stream",
+    "pack",
+    "seal_packet",
+    "seal_stream",
+    "split_compound",
+    "unpack",
+    "stream_frame_length",
+]
+
+PACKET_BYTES_MAX = 65536
+"""Receive buffer of memberlist's UDP transport (ML/net_transport.go udpPacketBufSize)."""
+STREAM_BYTES_MAX = 20 * 1024 * 1024
+"""ML/net.go maxPushStateBytes: the largest stream frame we accept."""
+INFLATE_BYTES_MAX = STREAM_BYTES_MAX
+"""Largest inflated compress payload (bounds decompression bombs)."""
+NESTING_MAX = 4
+"""compound/compress wrappers nest at most this deep (Go recurses without bound)."""
+META_BYTES_MAX = 512
+"""ML/net.go MetaMaxSize."""
+U8, U16, U32 = 0xFF, 0xFFFF, 0xFFFFFFFF
+
+Spec = tuple[tuple[bytes, str, str], ...]
+"""A Go struct's decoding table: (wire key, python attribute, kind) per field."""
+
+
+class DecodeError(ValueError):
+    """Malformed bytes from the network. Cores catch it, count the reason and drop."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class MsgType(IntEnum):
+    PING = 0
+    INDIRECT_PING = 1
+    ACK = 2
+    SUSPECT = 3
+    ALIVE = 4
+    DEAD = 5
+    PUSH_PULL = 6
+    COMPOUND = 7
+    USER = 8
+    COMPRESS = 9
+    ENCRYPT = 10
+    NACK = 11
+    HAS_CRC = 12
+    ERR = 13
+
+
+# --------------------------------------------------------------------------- msgpack, Go style
+
+_packer = msgpack.Packer(use_bin_type=False, autoreset=True)
+
+
+def pack(obj: Any) -> bytes:
+    """msgpack with Go's old-spec raw strings (str and bytes both become raw)."""
+    return _packer.pack(obj)
+
+
+def unpack(body: bytes | memoryview) -> Any:
+    """One msgpack value, raw strings as bytes; trailing bytes ignored as Go does."""
+    try:
+        return msgpack.unpackb(body, raw=True, strict_map_key=False, use_list=True)
+    except msgpack.ExtraData as e:  # Go's decoder reads one value and leaves the rest
+        return e.unpacked
+    except Exception as e:  # msgpack raises several types for bad input
+        raise DecodeError(f"bad msgpack: {type(e).__name__}") from None
+
+
+def _s(v: str) -> bytes:
+    return v.encode("utf-8", "surrogateescape")
+
+
+def _str(v: Any, key: str) -> str:
+    if isinstance(v, bytes):
+        return v.decode("utf-8", "surrogateescape")
+    if v is None:
+        return ""
+    raise DecodeError(f"{key}: expected string")
+
+
+def _bytes(v: Any, key: str) -> bytes:
+    if isinstance(v, bytes):
+        return v
+    if v is None:
+        return b""
+    if isinstance(v, list) and all(type(x) is int and 0 <= x <= U8 for x in v):
+        return bytes(v)  # a Go []uint8 encoded as an array by a non-Go peer
+    raise DecodeError(f"{key}: expected bytes")
+
+
+def _uint(v: Any, key: str, hi: int) -> int:
+    if v is None:
+        return 0
+    if type(v) is not int or not 0 <= v <= hi:
+        raise DecodeError(f"{key}: expected integer in 0..{hi}")
+    return v
+
+
+def _int(v: Any, key: str) -> int:
+    if v is None:
+        return 0
+    if type(v) is not int or not -(2**63) <= v < 2**63:
+        raise DecodeError(f"{key}: expected int64")
+    return v
+
+
+def _bool(v: Any, key: str) -> bool:
+    if v is None:
+        return False
+    if type(v) is not bool:
+        raise DecodeError(f"{key}: expected bool")
+    return v
+
+
+_CONVERTERS: dict[str, Callable[[Any, str], Any]] = {
+    "str": _str,
+    "bytes": _bytes,
+    "u8": lambda v, k: _uint(v, k, U8),
+    "u16": lambda v, k: _uint(v, k, U16),
+    "u32": lambda v, k: _uint(v, k, U32),
+    "int": _int,
+    "bool": _bool,
+}
+
+
+def decode_struct(body: bytes | memoryview | Any, spec: Spec) -> dict[str, Any]:
+    """Map a msgpack map onto fields: ``spec`` = ((wire key, python name, kind), ...)."""
+    m = unpack(body) if isinstance(body, bytes | memoryview) else body
+    return struct_fields(m, spec)
+
+
+def struct_fields(m: Any, spec: Spec) -> dict[str, Any]:
+    if not isinstance(m, dict):
+        raise DecodeError("expected a msgpack map")
+    out: dict[str, Any] = {}
+    get = m.get
+    for wire, name, kind in spec:
+        out[name] = _CONVERTERS[kind](get(wire), name)
+    return out
+
+
+# --------------------------------------------------------------------------- messages
+
+
+class Message:
+    """A memberlist message: a type byte and a body."""
+
+    __slots__ = ()
+    TYPE: ClassVar[MsgType]
+
+    def body(self) -> bytes:
+        raise NotImplementedError
+
+    def encode(self) -> bytes:
+        return bytes((self.TYPE,)) + self.body()
+
+
+@dataclass(frozen=True, slots=True)
+class Ping(Message):
+    TYPE: ClassVar[MsgType] = MsgType.PING
+    seq_no: int
+    node: str
+    source_addr: bytes = b""
+    source_port: int = 0
+    source_node: str = ""
+
+    SPEC: ClassVar[Spec] = (
+        (b"SeqNo", "seq_no", "u32"),
+        (b"Node", "node", "str"),
+        (b"SourceAddr", "source_addr", "bytes"),
+        (b"SourcePort", "source_port", "u16"),
+        (b"SourceNode", "source_node", "str"),
+    )
+
+    def body(self) -> bytes:
+        m: dict[str, Any] = {"Node": _s(self.node), "SeqNo": self.seq_no}
+        # omitempty, and keys stay in sorted order: SourceAddr < SourceNode < SourcePort
+        if self.source_addr:
+            m["SourceAddr"] = self.source_addr
+        if self.source_node:
+            m["SourceNode"] = _s(self.source_node)
+        if self.source_port:
+            m["SourcePort"] = self.source_port
+        return pack(m)
+
+
+@dataclass(frozen=True, slots=True)
+class IndirectPing(Message):
+    TYPE: ClassVar[MsgType] = MsgType.INDIRECT_PING
+    seq_no: int
+    target: bytes
+    port: int
+    node: str
+    nack: bool
+    source_addr: bytes = b""
+    source_port: int = 0
+    source_node: str = ""
+
+    SPEC: ClassVar[Spec] = (
+        (b"SeqNo", "seq_no", "u32"),
+        (b"Target", "target", "bytes"),
+        (b"Port", "port", "u16"),
+        (b"Node", "node", "str"),
+        (b"Nack", "nack", "bool"),
+        (b"SourceAddr", "source_addr", "bytes"),
+        (b"SourcePort", "source_port", "u16"),
+        (b"SourceNode", "source_node", "str"),
+    )
+
+    def body(self) -> bytes:
+        m: dict[str, Any] = {
+            "Nack": self.nack,
+            "Node": _s(self.node),
+            "Port": self.port,
+            "SeqNo": self.seq_no,
+        }
+        if self.source_addr:
+            m["SourceAddr"] = self.source_addr
+        if self.source_node:
+            m["SourceNode"] = _s(self.source_node)
+        if self.source_port:
+            m["SourcePort"] = self.source_port
+        m["Target"] = self.target
+        return pack(m)
+
+
+@dataclass(frozen=True, slots=True)
+class Ack(Message):
+    TYPE: ClassVar[MsgType] = MsgType.ACK
+    seq_no: int
+    payload: bytes | None = None
+
+    SPEC: ClassVar[Spec] = ((b"SeqNo", "seq_no", "u32"), (b"Payload", "payload", "bytes"))
+
+    def body(self) -> bytes:
+        return pack({"Payload": self.payload, "SeqNo": self.seq_no})
+
+
+@dataclass(frozen=True, slots=True)
+class Nack(Message):
+    TYPE: ClassVar[MsgType] = MsgType.NACK
+    seq_no: int
+
+    SPEC: ClassVar[Spec] = ((b"SeqNo", "seq_no", "u32"),)
+
+    def body(self) -> bytes:
+        return pack({"SeqNo": self.seq_no})
+
+
+@dataclass(frozen=True, slots=True)
+class Suspect(Message):
+    TYPE: ClassVar[MsgType] = MsgType.SUSPECT
+    incarnation: int
+    node: str
+    from_: str
+
+    SPEC: ClassVar[Spec] = (
+        (b"Incarnation", "incarnation", "u32"),
+        (b"Node", "node", "str"),
+        (b"From", "from_", "str"),
+    )
+
+    def body(self) -> bytes:
+        return pack(
+            {"From": _s(self.from_), "Incarnation": self.incarnation, "Node": _s(self.node)}
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Dead(Message):
+    TYPE: ClassVar[MsgType] = MsgType.DEAD
+    incarnation: int
+    node: str
+    from_: str
+
+    SPEC: ClassVar[Spec] = Suspect.SPEC
+
+    def body(self) -> bytes:
+        return pack(
+            {"From": _s(self.from_), "Incarnation": self.incarnation, "Node": _s(self.node)}
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Alive(Message):
+    TYPE: ClassVar[MsgType] = MsgType.ALIVE
+    incarnation: int
+    node: str
+    addr: bytes
+    port: int
+    meta: bytes
+    vsn: bytes
+    """[pmin, pmax, pcur, dmin, dmax, dcur] as 6 raw bytes (Go []uint8)."""
+
+    SPEC: ClassVar[Spec] = (
+        (b"Incarnation", "incarnation", "u32"),
+        (b"Node", "node", "str"),
+        (b"Addr", "addr", "bytes"),
+        (b"Port", "port", "u16"),
+        (b"Meta", "meta", "bytes"),
+        (b"Vsn", "vsn", "bytes"),
+    )
+
+    def body(self) -> bytes:
+        return pack(
+            {
+                "Addr": self.addr,
+                "Incarnation": self.incarnation,
+                "Meta": self.meta,
+                "Node": _s(self.node),
+                "Port": self.port,
+                "Vsn": self.vsn,
+            }
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class User(Message):
+    """A delegate (Serf) message: the raw bytes after the type byte."""
+
+    TYPE: ClassVar[MsgType] = MsgType.USER
+    payload: bytes
+
+    def body(self) -> bytes:
+        return self.payload
+
+
+@dataclass(frozen=True, slots=True)
+class ErrResp(Message):
+    TYPE: ClassVar[MsgType] = MsgType.ERR
+    error: str
+
+    SPEC: ClassVar[Spec] = ((b"Error", "error", "str"),)
+
+    def body(self) -> bytes:
+        return pack({"Error": _s(self.error)})
+
+
+@dataclass(frozen=True, slots=True)
+class Compress(Message):
+    TYPE: ClassVar[MsgType] = MsgType.COMPRESS
+    algo: int
+    buf: bytes
+
+    SPEC: ClassVar[Spec] = ((b"Algo", "algo", "u8"), (b"Buf", "buf", "bytes"))
+
+    def body(self) -> bytes:
+        return pack({"Algo": self.algo, "Buf": self.buf})
+
+
+class NodeState(IntEnum):
+    ALIVE = 0
+    SUSPECT = 1
+    DEAD = 2
+    LEFT = 3
+
+
+@dataclass(frozen=True, slots=True)
+class PushNodeState:
+    name: str
+    addr: bytes
+    port: int
+    meta: bytes
+    incarnation: int
+    state: int
+    vsn: bytes
+
+    SPEC: ClassVar[Spec] = (
+        (b"Name", "name", "str"),
+        (b"Addr", "addr", "bytes"),
+        (b"Port", "port", "u16"),
+        (b"Meta", "meta", "bytes"),
+        (b"Incarnation", "incarnation", "u32"),
+        (b"State", "state", "int"),
+        (b"Vsn", "vsn", "bytes"),
+    )
+
+    def to_wire(self) -> dict[str, Any]:
+        return {
+            "Addr": self.addr,
+            "Incarnation": self.incarnation,
+            "Meta": self.meta,
+            "Name": _s(self.name),
+            "Port": self.port,
+            "State": self.state,
+            "Vsn": self.vsn,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class PushPull(Message):
+    """The TCP state exchange: a header, every node we know, then the delegate's state."""
+
+    TYPE: ClassVar[MsgType] = MsgType.PUSH_PULL
+    join: bool
+    nodes: tuple[PushNodeState, ...]
+    user_state: bytes = b""
+
+    def body(self) -> bytes:
+        parts = [
+            pack(
+                {
+                    "Join": self.join,
+                    "Nodes": len(self.nodes),
+                    "UserStateLen": len(self.user_state),
+                }
+            )
+        ]
+        parts.extend(pack(n.to_wire()) for n in self.nodes)
+        parts.append(self.user_state)
+        return b"".join(parts)
+
+
+_PUSH_HEADER_SPEC = (
+    (b"Join", "join", "bool"),
+    (b"Nodes", "nodes", "int"),
+    (b"UserStateLen", "user_state_len", "int"),
+)
+
+_SIMPLE: dict[int, Any] = {
+    MsgType.PING: Ping,
+    MsgType.INDIRECT_PING: IndirectPing,
+    MsgType.ACK: Ack,
+    MsgType.NACK: Nack,
+    MsgType.SUSPECT: Suspect,
+    MsgType.DEAD: Dead,
+    MsgType.ALIVE: Alive,
+    MsgType.ERR: ErrResp,
+    MsgType.COMPRESS: Compress,
+}
+
+
+def encode_message(msg: Message) -> bytes:
+    return msg.encode()
+
+
+def decode_message(buf: bytes) -> Message:
+    """Decode one message (type byte + body). Compound/CRC/encrypt wrappers are not messages:
+    use :func:`open_packet` or :func:`open_stream` for those."""
+    if not buf:
+        raise DecodeError("empty message")
+    t = buf[0]
+    cls = _SIMPLE.get(t)
+    if cls is not None:
+        return cls(**decode_struct(memoryview(buf)[1:], cls.SPEC))  # type: ignore[no-any-return]
+    if t == MsgType.USER:
+        return User(bytes(buf[1:]))
+    if t == MsgType.PUSH_PULL:
+        return _decode_push_pull(buf)
+    raise DecodeError(f"unknown message type {t}")
+
+
+def _decode_push_pull(buf: bytes) -> PushPull:
+    up = msgpack.Unpacker(raw=True, strict_map_key=False, max_buffer_size=len(buf) + 1)
+    up.feed(memoryview(buf)[1:])
+    try:
+        header = struct_fields(up.unpack(), _PUSH_HEADER_SPEC)
+        n = header["nodes"]
+        user_len = header["user_state_len"]
+        if not 0 <= n <= len(buf) or not 0 <= user_len <= len(buf):
+            raise DecodeError("push/pull header counts out of range")
+        nodes = []
+        for _ in range(n):
+            f = struct_fields(up.unpack(), PushNodeState.SPEC)
+            nodes.append(PushNodeState(**f))
+        consumed = 1 + up.tell()
+    except msgpack.OutOfData:
+        raise DecodeError("truncated push/pull") from None
+    except DecodeError:
+        raise
+    except Exception as e:
+        raise DecodeError(f"bad push/pull: {type(e).__name__}") from None
+    user_state = bytes(buf[consumed : consumed + user_len])
+    if len(user_state) != user_len:
+        raise DecodeError(f"Failed to read full user state ({len(user_state)} / {user_len})")
+    return PushPull(join=header["join"], nodes=tuple(nodes), user_state=user_state)
+
+
+# --------------------------------------------------------------------------- compound, CRC, LZW
+
+
+def make_compound(parts: list[bytes]) -> bytes:
+    if not 1 <= len(parts) <= 255:
+        raise ValueError("a compound message holds 1 to 255 parts")
+    head = bytearray((MsgType.COMPOUND, len(parts)))
+    for p in parts:
+        if len(p) > U16:
+            raise ValueError("compound part longer than 65535 bytes")
+        head += struct.pack(">H", len(p))
+    return bytes(head) + b"".join(parts)
+
+
+def split_compound(buf: bytes) -> tuple[list[bytes], int]:
+    """Body after the 07 byte -> (parts, number truncated). Go keeps the complete parts."""
+    if len(buf) < 1:
+        raise DecodeError("missing compound length byte")
+    n = buf[0]
+    if len(buf) < 1 + 2 * n:
+        raise DecodeError("truncated len slice")
+    lengths = struct.unpack_from(f">{n}H", buf, 1)
+    off = 1 + 2 * n
+    parts = []
+    for i, ln in enumerate(lengths):
+        if len(buf) - off < ln:
+            return parts, n - i
+        parts.append(buf[off : off + ln])
+        off += ln
+    return parts, 0
+
+
+def add_crc(msg: bytes) -> bytes:
+    return struct.pack(">BI", MsgType.HAS_CRC, zlib.crc32(msg)) + msg
+
+
+def compress_message(msg: bytes) -> bytes:
+    return Compress(0, lzw.compress(msg)).encode()
+
+
+def inflate(body: bytes, limit: int = INFLATE_BYTES_MAX) -> bytes:
+    c = decode_struct(body, Compress.SPEC)
+    if c["algo"] != 0:
+        raise DecodeError(f"Cannot decompress unknown algorithm {c['algo']}")
+    try:
+        out = lzw.decompress(c["buf"], max_out=limit)
+    except lzw.LZWError as e:
+        raise DecodeError(f"bad LZW: {e}") from None
+    if not out:
+        raise DecodeError("empty compressed payload")
+    return out
+
+
+# --------------------------------------------------------------------------- packets
+
+
+def seal_packet(
+    msg: bytes,
+    *,
+    compress: bool,
+    crc: bool,
+    keyring: Keyring | None,
+    entropy: Entropy | None,
+) -> bytes:
+    """message (possibly compound) -> UDP payload, in memberlist's order: compress if shorter,
+    CRC if the recipient speaks protocol >= 5, then encrypt (ML/net.go rawSendMsgPacket)."""
+    if compress:
+        c = compress_message(msg)
+        if len(c) < len(msg):
+            msg = c
+    if crc:
+        msg = add_crc(msg)
+    if keyring is not None and len(keyring):
+        assert entropy is not None
+        msg = encrypt(keyring, msg, None, entropy)
+    return msg
+
+
+@dataclass(slots=True)
+class Opened:
+    """What :func:`open_packet` found: messages in order, and the reasons parts were dropped."""
+
+    messages: list[bytes] = field(default_factory=list)
+    dropped: list[str] = field(default_factory=list)
+    had_crc: bool = False
+
+
+def open_packet(buf: bytes, keyring: Keyring | None, verify_incoming: bool = True) -> Opened:
+    """UDP payload -> the plain messages inside (each starting with its type byte).
+
+    Never raises: undecodable layers become entries in ``dropped``. Compound and compress
+    are unwrapped recursively up to :data:`NESTING_MAX` deep.
+    """
+    out = Opened()
+    if len(buf) > PACKET_BYTES_MAX:
+        out.dropped.append("packet too large")
+        return out
+    if keyring is not None and len(keyring):
+        try:
+            buf = decrypt(keyring, buf, None)
+        except DecryptError as e:
+            if verify_incoming:
+                out.dropped.append(f"decrypt: {e}")
+                return out
+    if len(buf) >= 5 and buf[0] == MsgType.HAS_CRC:
+        (expected,) = struct.unpack_from(">I", buf, 1)
+        buf = buf[5:]
+        if zlib.crc32(buf) != expected:
+            out.dropped.append("bad checksum")
+            return out
+        out.had_crc = True
+    _unwrap(buf, out, 0)
+    return out
+
+
+def _unwrap(buf: bytes, out: Opened, depth: int) -> None:
+    if not buf:
+        out.dropped.append("empty message")
+        return
+    t = buf[0]
+    if t == MsgType.COMPOUND or t == MsgType.COMPRESS:
+        if depth >= NESTING_MAX:
+            out.dropped.append("nesting too deep")
+            return
+        try:
+            if t == MsgType.COMPOUND:
+                parts, trunc = split_compound(buf[1:])
+                if trunc:
+                    out.dropped.append(f"compound: {trunc} truncated parts")
+                for p in parts:
+                    _unwrap(p, out, depth + 1)
+            else:
+                _unwrap(inflate(buf[1:], PACKET_BYTES_MAX * 16), out, depth + 1)
+        except DecodeError as e:
+            out.dropped.append(e.reason)
+        return
+    out.messages.append(buf)
+
+
+# --------------------------------------------------------------------------- streams
+
+
+def seal_stream(
+    msg: bytes, *, compress: bool, keyring: Keyring | None, entropy: Entropy | None
+) -> bytes:
+    """message -> TCP bytes. Serf compresses every stream, even when it grows (wire spec §5)."""
+    if compress:
+        msg = compress_message(msg)
+    if keyring is not None and len(keyring):
+        assert entropy is not None
+        length = 1 + 12 + len(msg) + 16
+        header = struct.pack(">BI", MsgType.ENCRYPT, length)
+        msg = header + encrypt(keyring, msg, header, entropy)
+    return msg
+
+
+def stream_frame_length(buf: bytes) -> int | None:
+    """Length of the first complete stream frame in ``buf``, or None if more bytes are needed.
+
+    Streams carry no length prefix (except the encrypt frame), so we parse as far as the
+    frame's own structure says. Raises DecodeError for a frame that can never be valid.
+    """
+    if not buf:
+        return None
+    t = buf[0]
+    if t == MsgType.ENCRYPT:
+        if len(buf) < 5:
+            return None
+        (n,) = struct.unpack_from(">I", buf, 1)
+        if n > STREAM_BYTES_MAX:
+            raise DecodeError(f"Remote node state is larger than limit ({n})")
+        return 5 + n if len(buf) >= 5 + n else None
+    up = msgpack.Unpacker(raw=True, strict_map_key=False, max_buffer_size=STREAM_BYTES_MAX)
+    up.feed(memoryview(buf)[1:])
+    try:
+        if t in (MsgType.COMPRESS, MsgType.PING, MsgType.ACK, MsgType.ERR):
+            up.skip()
+            return 1 + up.tell()
+        if t == MsgType.USER:
+            h = struct_fields(up.unpack(), ((b"UserMsgLen", "n", "int"),))
+            end = 1 + up.tell() + h["n"]
+            if h["n"] < 0 or end > STREAM_BYTES_MAX:
+                raise DecodeError("user message length out of range")
+            return end if len(buf) >= end else None
+        if t == MsgType.PUSH_PULL:
+            h = struct_fields(up.unpack(), _PUSH_HEADER_SPEC)
+            if not 0 <= h["nodes"] <= STREAM_BYTES_MAX or not 0 <= h["user_state_len"]:
+                raise DecodeError("push/pull header counts out of range")
+            for _ in range(h["nodes"]):
+                up.skip()
+            end = 1 + up.tell() + h["user_state_len"]
+            if end > STREAM_BYTES_MAX:
+                raise DecodeError("push/pull larger than limit")
+            return end if len(buf) >= end else None
+    except msgpack.OutOfData:
+        return None
+    except DecodeError:
+        raise
+    except Exception as e:
+        raise DecodeError(f"bad stream: {type(e).__name__}") from None
+    raise DecodeError(f"Received invalid msgType ({t})")
+
+
+def user_stream_body(payload: bytes) -> bytes:
+    """The body of a stream user message (after its 08 byte): msgpack {UserMsgLen} + bytes."""
+    up = msgpack.Unpacker(raw=True, strict_map_key=False, max_buffer_size=STREAM_BYTES_MAX)
+    up.feed(payload)
+    try:
+        n = struct_fields(up.unpack(), ((b"UserMsgLen", "n", "int"),))["n"]
+    except msgpack.OutOfData:
+        raise DecodeError("truncated user message header") from None
+    except DecodeError:
+        raise
+    except Exception as e:
+        raise DecodeError(f"bad user message: {type(e).__name__}") from None
+    start = up.tell()
+    body = payload[start : start + n]
+    if n < 0 or len(body) != n:
+        raise DecodeError(f"Failed to read full user message ({len(body)} / {n})")
+    return body
+
+
+def open_stream(
+    frame: bytes, keyring: Keyring | None, verify_incoming: bool = True
+) -> Message:
+    """One complete stream frame -> its message. Raises DecodeError with memberlist's texts."""
+    if not frame:
+        raise DecodeError("empty stream")
+    encrypted_on = keyring is not None and len(keyring) > 0
+    if frame[0] == MsgType.ENCRYPT:
+        if not encrypted_on:
+            raise DecodeError("Remote state is encrypted and encryption is not configured")
+        assert keyring is not None
+        if len(frame) < 5:
+            raise DecodeError("truncated encrypt frame")
+        try:
+            frame = decrypt(keyring, frame[5:], frame[:5])
+        except DecryptError as e:
+            raise DecodeError(str(e)) from None
+        if not frame:
+            raise DecodeError("empty decrypted stream")
+    elif encrypted_on and verify_incoming:
+        raise DecodeError("Encryption is configured but remote state is not encrypted")
+    if frame[0] == MsgType.COMPRESS:
+        frame = inflate(frame[1:])
+    if frame[0] in (MsgType.COMPRESS, MsgType.ENCRYPT, MsgType.COMPOUND, MsgType.HAS_CRC):
+        raise DecodeError(f"unexpected wrapper {frame[0]} inside a stream")
+    return decode_message(frame)
