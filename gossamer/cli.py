@@ -795,7 +795,7 @@ def _run_members(ctx: _Context) -> int:
     members = [m for m in members if status_re.search(m.status)]  # Go's MatchString: unanchored
     members.sort(key=_Member.sort_key)
     if output_format == "json":
-        _out(json.dumps([m.raw for m in members], indent=2))
+        _out(json.dumps([m.raw for m in members], indent=2, ensure_ascii=False))
         return 0 if members else 2
     if not members:
         return 2

@@ -940,3 +940,107 @@ def test_float32_on_the_wire_is_widened() -> None:
     body = msgpack.packb({"Vec": [0.5], "Error": 1.0}, use_bin_type=False, use_single_float=True)
     assert struct.unpack(">f", body[body.index(b"\xca") + 1 :][:4]) == (0.5,)
     assert decode_ack_payload(b"\x01" + body) == Coordinate([0.5], 1.0, 0.0, 0.0)
+
+
+# The Go side of the golden tests above. To regenerate: `apt-get install golang-go
+# golang-github-hashicorp-serf-dev`, copy /usr/share/gocode/src/github.com/hashicorp/serf/coordinate
+# to $DIR/src/github.com/hashicorp/serf/coordinate, save this as golden_test.go there, and run
+# `GO111MODULE=off GOPATH=$DIR:/usr/share/gocode go test -v -run TestGolden
+# github.com/hashicorp/serf/coordinate`. (Decoding: feed each GOLDEN_DECODE body to
+# codec.NewDecoder(bytes.NewReader(b), &codec.MsgpackHandle{}).Decode(&out).)
+GO_GOLDEN_GENERATOR = r"""
+package coordinate
+
+import (
+	"bytes"
+	"encoding/hex"
+	"fmt"
+	"math"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/go-msgpack/codec"
+)
+
+func g(x float64) string { return strconv.FormatFloat(x, 'g', -1, 64) }
+
+func show(c *Coordinate) string {
+	s := "["
+	for _, v := range c.Vec {
+		s += g(v) + ", "
+	}
+	return s + "] " + g(c.Error) + " " + g(c.Adjustment) + " " + g(c.Height)
+}
+
+func initial(config *Config, k int) *Coordinate {
+	c := NewCoordinate(config)
+	for i := range c.Vec {
+		c.Vec[i] = float64((k*31+i*17)%23-11) * 1e-3
+	}
+	c.Height = 1e-5 + float64(k)*1e-4
+	return c
+}
+
+func rttNs(k, i, j int) int64 {
+	if k%37 == 5 {
+		return 0
+	}
+	d := i - j
+	if d < 0 {
+		d = -d
+	}
+	return int64(10000000*(1+(i+j)%3)+d*3000000) + int64((k*7919)%1000)*1000
+}
+
+func run(name string, config *Config, steps int) {
+	clients := make([]*Client, 4)
+	for k := range clients {
+		clients[k], _ = NewClient(config)
+		clients[k].SetCoordinate(initial(config, k))
+	}
+	for k := 0; k < steps; k++ {
+		i, j := k%4, (k%4+1+(k/4)%3)%4
+		clients[i].Update(fmt.Sprintf("node_%d", j), clients[j].GetCoordinate(),
+			time.Duration(rttNs(k, i, j)))
+	}
+	for k, c := range clients {
+		fmt.Println(name, k, show(c.GetCoordinate()), c.Stats().Resets)
+	}
+	for i := 0; i < 4; i++ {
+		for j := i + 1; j < 4; j++ {
+			fmt.Println(name, i, j, int64(clients[i].DistanceTo(clients[j].GetCoordinate())))
+		}
+	}
+}
+
+func TestGolden(t *testing.T) {
+	run("default", DefaultConfig(), 400)
+	small := DefaultConfig()
+	small.Dimensionality, small.AdjustmentWindowSize = 3, 0
+	small.LatencyFilterSize, small.HeightMin = 1, 0
+	run("small", small, 150)
+
+	config := DefaultConfig()
+	client, _ := NewClient(config)
+	client.SetCoordinate(initial(config, 1))
+	other := initial(config, 2)
+	for k := 0; k < 3; k++ {
+		client.Update("node", other, 20*time.Millisecond)
+	}
+	client.coord.Vec[0] = math.NaN()
+	for k := 0; k < 25; k++ {
+		client.Update("node", other, time.Duration(20000000+k*100000))
+		fmt.Println("poison", k, client.Stats().Resets)
+	}
+	fmt.Println("poison", show(client.GetCoordinate()))
+
+	c := NewCoordinate(config)
+	c.Vec = []float64{0.1, -0.2, 1e-300, 5e-324, 0, math.Copysign(0, -1), 123.456, -1e-9}
+	c.Error, c.Adjustment, c.Height = 1.5, -0.003, 1e-5
+	var buf bytes.Buffer
+	buf.WriteByte(1)
+	codec.NewEncoder(&buf, &codec.MsgpackHandle{}).Encode(c)
+	fmt.Println("encode", hex.EncodeToString(buf.Bytes()))
+}
+"""
