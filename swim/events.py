@@ -29,6 +29,7 @@ __all__ = [
     "JoinCompleted",
     "JoinRequested",
     "KeyOp",
+    "KeyringChanged",
     "KeyOperationCompleted",
     "KeyOperationRequested",
     "LeaveCompleted",
@@ -333,6 +334,14 @@ class KeyOperationCompleted(Effect):
     keys: dict[str, int] = field(default_factory=dict)
     primary_keys: dict[str, int] = field(default_factory=dict)
     error: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class KeyringChanged(Effect):
+    """A key query changed our keyring (primary first): persist it before relying on it,
+    so a restarted agent still speaks the cluster's current key."""
+
+    keys: tuple[bytes, ...]
 
 
 @dataclass(frozen=True, slots=True)

@@ -60,6 +60,7 @@ from swim.events import (
     KeyOp,
     KeyOperationCompleted,
     KeyOperationRequested,
+    KeyringChanged,
     LeaveCompleted,
     LeaveRequested,
     Member,
@@ -554,7 +555,7 @@ class Serf:
         if old in (MemberStatus.FAILED, MemberStatus.LEFT):
             self.failed_members = [m for m in self.failed_members if m.name != member.name]
             self.left_members = [m for m in self.left_members if m.name != member.name]
-        log.info("%s: EventMemberJoin: %s %s", self.name, member.name, ip_text(member.addr))
+        log.debug("%s: EventMemberJoin: %s %s", self.name, member.name, ip_text(member.addr))
         self.outbox.append(MemberJoined(member.snapshot()))
 
     def notify_leave(self, node: Node) -> None:
@@ -565,13 +566,13 @@ class Serf:
             member.status = MemberStatus.LEFT
             member.leave_time = self.now
             self.left_members.append(member)
-            log.info("%s: EventMemberLeave: %s %s", self.name, member.name, ip_text(member.addr))
+            log.debug("%s: EventMemberLeave: %s %s", self.name, member.name, ip_text(member.addr))
             self.outbox.append(MemberLeft(member.snapshot()))
         elif member.status == MemberStatus.ALIVE:
             member.status = MemberStatus.FAILED
             member.leave_time = self.now
             self.failed_members.append(member)
-            log.info("%s: EventMemberFailed: %s %s", self.name, member.name, ip_text(member.addr))
+            log.debug("%s: EventMemberFailed: %s %s", self.name, member.name, ip_text(member.addr))
             self.outbox.append(MemberFailed(member.snapshot()))
         else:
             log.warning("%s: bad state when leave: %s", self.name, member.status.name)
@@ -584,7 +585,7 @@ class Serf:
         member.port = node.port
         member.tags = sm.decode_tags(node.meta)
         member.vsn = node.vsn
-        log.info("%s: EventMemberUpdate: %s", self.name, member.name)
+        log.debug("%s: EventMemberUpdate: %s", self.name, member.name)
         self.outbox.append(MemberUpdated(member.snapshot()))
 
     def notify_conflict(self, existing: Node, other: Node) -> None:
@@ -1160,6 +1161,7 @@ class Serf:
                             ring.remove_key(key)
                         result = True
                         log.info("%s: received %s query", self.name, kind)
+                        self.outbox.append(KeyringChanged(tuple(ring.keys)))
                     except KeyringError as e:
                         message = str(e)
         resp = sm.KeyResponse(result, message, keys, primary)
@@ -1274,7 +1276,7 @@ class Serf:
         if self.coord_client is not None:
             self.coord_client.forget_node(m.name)
             self.coord_cache.pop(m.name, None)
-        log.info("%s: EventMemberReap: %s", self.name, m.name)
+        log.debug("%s: EventMemberReap: %s", self.name, m.name)
         self.outbox.append(MemberReaped(m.snapshot()))
 
     def _reap_tick(self, now: float) -> None:

@@ -1,0 +1,103 @@
+"""The agent's Consul-shaped logic that needs no I/O: the tags an agent gossips, the JSON
+shapes of its HTTP answers, and the text of Consul's errors.
+
+Consul (agent/consul/client.go, server.go setupSerf) puts these tags on every LAN member:
+``role`` ("node" for clients, "consul" for servers), ``dc``, ``segment``, ``id`` (node
+ID), ``vsn``/``vsn_min``/``vsn_max`` (Consul protocol), ``build`` (version:revision);
+servers add ``port`` (server RPC) and a few more. ``consul members`` reads them back.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gossamer import __version__
+from gossamer.config import AgentConfig
+from swim.coordinate import Coordinate
+from swim.events import KeyOperationCompleted, Member
+
+__all__ = [
+    "CONSUL_PROTOCOL",
+    "agent_tags",
+    "coordinate_entry",
+    "keyring_entry",
+    "keyring_errors",
+    "member_json",
+    "multierror",
+]
+
+CONSUL_PROTOCOL = (2, 2, 3)
+"""(current, min, max) Consul protocol, the ``vsn`` tags."""
+BUILD = f"{__version__}:gossamer"
+
+
+def agent_tags(config: AgentConfig, node_id: str, server_port: int = 8300) -> dict[str, str]:
+    cur, lo, hi = CONSUL_PROTOCOL
+    tags = {
+        "role": "consul" if config.server else "node",
+        "dc": config.datacenter,
+        "segment": "",
+        "id": node_id,
+        "vsn": str(cur),
+        "vsn_min": str(lo),
+        "vsn_max": str(hi),
+        "build": BUILD,
+    }
+    if config.server:
+        tags["port"] = str(server_port)
+    return tags
+
+
+def member_json(m: Member) -> dict[str, Any]:
+    """Consul's api.AgentMember."""
+    return {
+        "Name": m.name,
+        "Addr": m.addr,
+        "Port": m.port,
+        "Tags": dict(m.tags),
+        "Status": int(m.status),
+        "ProtocolMin": m.protocol_min,
+        "ProtocolMax": m.protocol_max,
+        "ProtocolCur": m.protocol_cur,
+        "DelegateMin": m.delegate_min,
+        "DelegateMax": m.delegate_max,
+        "DelegateCur": m.delegate_cur,
+    }
+
+
+def coordinate_entry(node: str, c: Coordinate) -> dict[str, Any]:
+    """One entry of /v1/coordinate/nodes."""
+    return {"Node": node, "Segment": "", "Coord": c.to_wire()}
+
+
+def keyring_entry(datacenter: str, r: KeyOperationCompleted, wan: bool = False) -> dict[str, Any]:
+    """Consul's structs.KeyringResponse as the HTTP API shows it (Error is internal)."""
+    return {
+        "WAN": wan,
+        "Datacenter": datacenter,
+        "Segment": "",
+        "Messages": dict(r.messages),
+        "Keys": dict(r.keys),
+        "PrimaryKeys": dict(r.primary_keys),
+        "NumNodes": r.num_nodes,
+        "Error": r.error,
+    }
+
+
+def keyring_errors(entries: list[dict[str, Any]]) -> str | None:
+    """Consul's keyringErrorsOrNil, formatted as hashicorp/go-multierror prints."""
+    errs: list[str] = []
+    for e in entries:
+        if e.get("Error"):
+            pool = "WAN" if e["WAN"] else f"{e['Datacenter']} (LAN)"
+            errs.append(f"{pool} error: {e['Error']}")
+            errs.extend(f"{node}: {msg}" for node, msg in sorted(e["Messages"].items()))
+    return multierror(errs) if errs else None
+
+
+def multierror(errors: list[str]) -> str:
+    """hashicorp/go-multierror's ListFormatFunc."""
+    if len(errors) == 1:
+        return f"1 error occurred:\n\t* {errors[0]}\n\n"
+    points = "\n\t".join(f"* {e}" for e in errors)
+    return f"{len(errors)} errors occurred:\n\t{points}\n\n"

@@ -1,0 +1,473 @@
+"""The agent process: the gossip core on its sockets, the HTTP API, signals, joins, logs.
+
+Lifecycle, following Consul's agent command:
+
+1. Validate the configuration, load or create the node ID and the gossip keyring in the
+   data dir (``node-id``, ``serf/local.keyring``), print the banner.
+2. Bind the LAN gossip port (UDP + TCP) and the HTTP API; a bind failure is one line and
+   exit 1.
+3. Join the ``-retry-join`` addresses, every ``retry_interval_s`` until one succeeds
+   (or ``retry_max`` attempts fail: exit 1).
+4. Run until a signal or ``PUT /v1/agent/leave``. SIGINT leaves gracefully; SIGTERM
+   leaves only when ``leave_on_terminate`` (clients by default, not servers); a second
+   signal during a leave stops at once. Exit 0 after a clean stop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import ipaddress
+import json
+import logging
+import os
+import random
+import signal
+import sys
+import time
+import uuid
+from typing import Any
+
+from catalog.aio import HTTPServer
+from gossamer import __version__
+from gossamer.agent import agent_tags
+from gossamer.config import AgentConfig, ConfigError
+from swim.aio import GossipDriver
+from swim.config import SwimConfig
+from swim.coordinate import Coordinate
+from swim.events import (
+    ForceLeaveRequested,
+    JoinCompleted,
+    JoinRequested,
+    KeyOp,
+    KeyOperationCompleted,
+    KeyOperationRequested,
+    KeyringChanged,
+    LeaveCompleted,
+    LeaveRequested,
+    Member,
+    MemberFailed,
+    MemberJoined,
+    MemberLeft,
+    MemberReaped,
+    MemberUpdated,
+    RequestCompleted,
+    ShutdownRequired,
+    UserEventReceived,
+)
+from swim.keyring import Keyring
+from swim.serf import Serf, SerfConfig, SerfState
+
+__all__ = ["Agent", "run_agent"]
+
+log = logging.getLogger("gossamer.agent")
+
+DEFAULT_SERF_PORT = 8301
+JOIN_TIMEOUT_S = 30.0
+KEY_OP_TIMEOUT_S = 60.0
+
+
+class StartError(Exception):
+    """The agent cannot start; the message is the one line the user sees."""
+
+
+class _ConsulFormatter(logging.Formatter):
+    """``2026-11-25T12:00:00.123Z [INFO]  agent.serf: message`` as Consul's hclog prints."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        t = time.gmtime(record.created)
+        ms = int(record.msecs)
+        level = {"WARNING": "WARN", "CRITICAL": "ERROR"}.get(record.levelname, record.levelname)
+        name = record.name.removeprefix("gossamer.")
+        msg = record.getMessage()
+        if record.exc_info and record.levelno >= logging.ERROR:
+            msg += "\n" + self.formatException(record.exc_info)
+        return f"{time.strftime('%Y-%m-%dT%H:%M:%S', t)}.{ms:03d}Z [{level}] {' ' * (5 - len(level))}{name}: {msg}"
+
+
+def setup_logging(level: str) -> None:
+    levels = {"trace": 5, "debug": logging.DEBUG, "info": logging.INFO, "warn": logging.WARNING,
+              "warning": logging.WARNING, "err": logging.ERROR, "error": logging.ERROR}
+    root = logging.getLogger("gossamer")
+    root.handlers.clear()
+    h = logging.StreamHandler(sys.stdout)
+    h.setFormatter(_ConsulFormatter())
+    root.addHandler(h)
+    root.setLevel(levels.get(level.lower(), logging.INFO))
+    root.propagate = False
+
+
+def parse_join_address(text: str, default_port: int = DEFAULT_SERF_PORT) -> tuple[str | None, str, int]:
+    """``[name/]host[:port]`` -> (name, host, port); memberlist's resolveAddr accepts this."""
+    name = None
+    if "/" in text:
+        name, text = text.split("/", 1)
+        if not name:
+            raise ValueError("empty node name provided")
+    text = text.strip()
+    if not text:
+        raise ValueError("empty address")
+    if text.startswith("["):
+        host, _, rest = text[1:].partition("]")
+        port = int(rest[1:]) if rest.startswith(":") else default_port
+    elif text.count(":") == 1:
+        host, p = text.split(":")
+        port = int(p)
+    else:
+        host, port = text, default_port
+    if not 0 < port < 65536:
+        raise ValueError(f"invalid port {port}")
+    return name, host, port
+
+
+class Agent:
+    """One running agent. Implements :class:`catalog.aio.AgentAPI` for the HTTP server."""
+
+    def __init__(self, config: AgentConfig) -> None:
+        config.validate()
+        if config.data_dir is None and not config.dev:
+            raise StartError("data_dir cannot be empty")
+        self.config = config
+        self.node_id = self._load_node_id()
+        self.gossip_keyring = self._load_keyring()
+        swim_cfg = SwimConfig.preset(config.gossip_profile)
+        self.serf_config = SerfConfig(swim=swim_cfg, reconnect_timeout_s=72 * 3600.0)
+        seed = int.from_bytes(os.urandom(8), "big")
+        self.serf = Serf(
+            name=config.node_name,
+            addr=config.advertise,
+            port=config.serf_lan_port,
+            config=self.serf_config,
+            tags=agent_tags(config, self.node_id),
+            rng=random.Random(seed),
+            entropy=os.urandom,
+            keyring=self.gossip_keyring,
+        )
+        self.driver: GossipDriver | None = None
+        self.http: HTTPServer | None = None
+        self.stopped = asyncio.Event()
+        self.exit_code = 0
+        self._leaving = False
+        self._started = time.monotonic()
+
+    # ------------------------------------------------------------------ data dir
+
+    def _path(self, *parts: str) -> str | None:
+        if self.config.data_dir is None:
+            return None
+        return os.path.join(self.config.data_dir, *parts)
+
+    def _load_node_id(self) -> str:
+        path = self._path("node-id")
+        if path is None:
+            return str(uuid.uuid4())
+        try:
+            os.makedirs(self.config.data_dir or ".", exist_ok=True)
+            if os.path.exists(path):
+                with open(path) as f:
+                    text = f.read().strip()
+                return str(uuid.UUID(text))
+            node_id = str(uuid.uuid4())
+            _write_atomic(path, node_id.encode())
+            return node_id
+        except (OSError, ValueError) as e:
+            raise StartError(f"Failed to set up node ID in {path}: {e}") from None
+
+    def _load_keyring(self) -> Keyring | None:
+        path = self._path("serf", "local.keyring")
+        key = self.config.encrypt_key
+        if path is not None and os.path.exists(path):
+            try:
+                with open(path) as f:
+                    keys = [base64.b64decode(k) for k in json.load(f)]
+                ring = Keyring(keys)
+            except (OSError, ValueError, TypeError) as e:
+                raise StartError(f"Failed to load keyring file {path}: {e}") from None
+            if key is not None and key not in ring.keys:
+                log.warning(
+                    "loaded the keyring from %s; the -encrypt key is not in it and is ignored",
+                    path,
+                )
+            return ring if len(ring) else None
+        if key is None:
+            return None
+        ring = Keyring([key])
+        self._save_keyring(ring.keys)
+        return ring
+
+    def _save_keyring(self, keys: list[bytes] | tuple[bytes, ...]) -> None:
+        path = self._path("serf", "local.keyring")
+        if path is None:
+            return
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        data = json.dumps([base64.b64encode(k).decode() for k in keys], indent=2).encode()
+        _write_atomic(path, data, mode=0o600)
+
+    # ------------------------------------------------------------------ running
+
+    async def start(self) -> None:
+        cfg = self.config
+        self.driver = GossipDriver(self.serf, (cfg.bind_addr, cfg.serf_lan_port), self._on_event)
+        try:
+            await self.driver.start()
+        except OSError as e:
+            raise StartError(
+                f"Failed to start the LAN gossip on {cfg.bind_addr}:{cfg.serf_lan_port}: "
+                f"{e.strerror or e}"
+            ) from None
+        self.http = HTTPServer(self, cfg.client_addr, cfg.http_port)
+        try:
+            await self.http.start()
+        except OSError as e:
+            await self.driver.close()
+            raise StartError(
+                f"Failed to start the HTTP API on {cfg.client_addr}:{cfg.http_port}: "
+                f"{e.strerror or e}"
+            ) from None
+
+    async def run(self) -> int:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            loop.add_signal_handler(sig, self._on_signal, sig)
+        join_task = None
+        if self.config.retry_join:
+            join_task = asyncio.ensure_future(self._retry_join())
+        await self.stopped.wait()
+        if join_task is not None:
+            join_task.cancel()
+            with contextlib.suppress(BaseException):
+                await join_task
+        await self.close()
+        return self.exit_code
+
+    async def close(self) -> None:
+        self.serf.shutdown()
+        if self.http is not None:
+            await self.http.close()
+        if self.driver is not None:
+            await self.driver.close()
+        log.info("shutdown complete")
+
+    def stop(self, code: int = 0) -> None:
+        self.exit_code = code
+        self.stopped.set()
+
+    def _on_signal(self, sig: signal.Signals) -> None:
+        if sig == signal.SIGHUP:
+            log.info("caught SIGHUP; gossamer has no reloadable configuration yet")
+            return
+        if self._leaving:
+            log.warning("caught %s again: stopping without waiting for the leave", sig.name)
+            self.stop(1)
+            return
+        graceful = sig == signal.SIGINT or self.config.leaves_on_terminate
+        log.info("caught signal: %s", sig.name)
+        if not graceful:
+            log.info("leave_on_terminate is off for servers: stopping without leaving")
+            self.stop(0)
+            return
+        asyncio.ensure_future(self._leave_and_stop())
+
+    async def _leave_and_stop(self) -> None:
+        err = await self.leave()
+        if err:
+            log.error("error leaving: %s", err)
+        self.stop(0)
+
+    async def _retry_join(self) -> None:
+        cfg = self.config
+        attempt = 0
+        while True:
+            attempt += 1
+            log.info("joining cluster: addresses=%s attempt=%d", list(cfg.retry_join), attempt)
+            n, err = await self._join_many(list(cfg.retry_join))
+            if n > 0:
+                log.info("join completed: number_of_nodes=%d", n)
+                return
+            log.warning("join failed: %s", (err or "").strip().replace("\n", " "))
+            if cfg.retry_max and attempt >= cfg.retry_max:
+                log.error("join failed, max attempts reached")
+                self.stop(1)
+                return
+            await asyncio.sleep(cfg.retry_interval_s)
+
+    def _on_event(self, eff: Any) -> None:
+        if isinstance(eff, MemberJoined):
+            log.info("serf.lan: EventMemberJoin: %s %s", eff.member.name, eff.member.addr)
+        elif isinstance(eff, MemberFailed):
+            log.info("serf.lan: EventMemberFailed: %s %s", eff.member.name, eff.member.addr)
+        elif isinstance(eff, MemberLeft):
+            log.info("serf.lan: EventMemberLeave: %s %s", eff.member.name, eff.member.addr)
+        elif isinstance(eff, MemberUpdated):
+            log.info("serf.lan: EventMemberUpdate: %s", eff.member.name)
+        elif isinstance(eff, MemberReaped):
+            log.info("serf.lan: EventMemberReap: %s", eff.member.name)
+        elif isinstance(eff, UserEventReceived):
+            log.info("new event: event_name=%s ltime=%d", eff.name, eff.ltime)
+        elif isinstance(eff, KeyringChanged):
+            try:
+                self._save_keyring(eff.keys)
+            except OSError as e:
+                log.error("failed to persist the keyring: %s", e)
+        elif isinstance(eff, ShutdownRequired):
+            log.error("%s", eff.reason)
+            self.stop(1)
+
+    # ------------------------------------------------------------------ AgentAPI
+
+    def lan_members(self) -> list[Member]:
+        return sorted(self.serf.member_list(), key=lambda m: m.name)
+
+    def local_member(self) -> Member:
+        return self.serf.local_member()
+
+    def stats(self) -> dict[str, dict[str, str]]:
+        return {
+            "agent": {
+                "check_monitors": "0",
+                "check_ttls": "0",
+                "checks": "0",
+                "services": "0",
+            },
+            "build": {"prerelease": "", "revision": "gossamer", "version": __version__},
+            "consul": {"server": str(self.config.server).lower(), "known_servers": "0"},
+            "runtime": {
+                "arch": os.uname().machine,
+                "os": sys.platform,
+                "version": f"python{sys.version.split()[0]}",
+                "cpu_count": str(os.cpu_count() or 1),
+            },
+            "serf_lan": self.serf.stats_map(),
+        }
+
+    def lan_coordinate(self) -> Coordinate | None:
+        return self.serf.coordinate()
+
+    def lan_coordinates(self) -> dict[str, Coordinate]:
+        alive = {m.name for m in self.serf.member_list()}
+        return {n: c for n, c in self.serf.coord_cache.items() if n in alive}
+
+    async def _join_many(self, addresses: list[str]) -> tuple[int, str | None]:
+        assert self.driver is not None
+        loop = asyncio.get_running_loop()
+        targets: list[tuple[str | None, tuple[str, int]]] = []
+        errors: list[str] = []
+        for text in addresses:
+            try:
+                name, host, port = parse_join_address(text)
+            except ValueError as e:
+                errors.append(f"Failed to resolve {text}: {e}")
+                continue
+            try:
+                ipaddress.ip_address(host)
+                ips = [host]
+            except ValueError:
+                try:
+                    infos = await asyncio.wait_for(
+                        loop.getaddrinfo(host, port, type=0, proto=0), 10.0
+                    )
+                    ips = sorted({i[4][0] for i in infos})
+                except (OSError, TimeoutError) as e:
+                    errors.append(f"Failed to resolve {text}: {e}")
+                    continue
+            targets.extend((name, (ip, port)) for ip in ips)
+        if not targets:
+            from gossamer.agent import multierror
+
+            return 0, multierror(errors or ["no addresses to join"])
+        res = await self.driver.request(lambda rid: JoinRequested(rid, tuple(targets)), JOIN_TIMEOUT_S)
+        assert isinstance(res, JoinCompleted)
+        errors.extend(res.errors)
+        if res.contacted > 0:
+            return res.contacted, None
+        from gossamer.agent import multierror
+
+        return 0, multierror(errors or ["no nodes contacted"])
+
+    async def join_lan(self, address: str) -> tuple[int, str | None]:
+        if self.serf.state != SerfState.ALIVE:
+            return 0, "Serf can't Join after Leave or Shutdown"
+        return await self._join_many([address])
+
+    async def leave(self) -> str | None:
+        """Leave gracefully, then stop the agent (Consul's /v1/agent/leave shuts it down)."""
+        if self._leaving:
+            return None
+        self._leaving = True
+        assert self.driver is not None
+        log.info("gracefully leaving the cluster")
+        timeout = 3 * self.serf_config.broadcast_timeout_s + self.serf_config.leave_propagate_delay_s
+        try:
+            res = await self.driver.request(lambda rid: LeaveRequested(rid), timeout)
+        except TimeoutError:
+            res = LeaveCompleted(0, "timeout while leaving")
+        assert isinstance(res, LeaveCompleted)
+        asyncio.get_running_loop().call_soon(self.stop, 0)
+        return res.error or None
+
+    async def force_leave(self, node: str, prune: bool) -> str | None:
+        if node not in {m.name for m in self.serf.member_list()}:
+            return f"agent: No node found with name '{node}'"
+        assert self.driver is not None
+        log.info("force leaving node: node=%s prune=%s", node, prune)
+        res = await self.driver.request(lambda rid: ForceLeaveRequested(rid, node, prune), 30.0)
+        assert isinstance(res, RequestCompleted)
+        return res.error or None
+
+    async def keyring(self, op: KeyOp, key: bytes, relay_factor: int) -> KeyOperationCompleted:
+        assert self.driver is not None
+        res = await self.driver.request(
+            lambda rid: KeyOperationRequested(rid, op, key, relay_factor), KEY_OP_TIMEOUT_S
+        )
+        assert isinstance(res, KeyOperationCompleted)
+        return res
+
+
+def _write_atomic(path: str, data: bytes, mode: int = 0o644) -> None:
+    tmp = f"{path}.tmp{os.getpid()}"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    try:
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+
+
+def banner(agent: Agent) -> str:
+    c = agent.config
+    enc = "true" if agent.gossip_keyring is not None else "false"
+    lines = [
+        "==> Starting gossamer agent...",
+        f"           Version: '{__version__}'",
+        f"           Node ID: '{agent.node_id}'",
+        f"         Node name: '{c.node_name}'",
+        f"        Datacenter: '{c.datacenter}' (Segment: '{'<all>' if c.server else ''}')",
+        f"            Server: {str(c.server).lower()} (Bootstrap: false)",
+        f"       Client Addr: [{c.client_addr}] (HTTP: {c.http_port})",
+        f"      Cluster Addr: {c.advertise} (LAN: {c.serf_lan_port})",
+        f"           Gossip: profile {c.gossip_profile}, encrypt: {enc}",
+        "",
+        "==> Log data will now stream in as it occurs:",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+async def _main(config: AgentConfig) -> int:
+    agent = Agent(config)
+    print(banner(agent), flush=True)
+    await agent.start()
+    log.info("started: gossip on %s:%d, HTTP on %s:%d", config.bind_addr, config.serf_lan_port,
+             config.client_addr, config.http_port)
+    return await agent.run()
+
+
+def run_agent(config: AgentConfig) -> int:
+    setup_logging(config.log_level)
+    try:
+        return asyncio.run(_main(config))
+    except (StartError, ConfigError) as e:
+        print(f"==> {e}", file=sys.stderr)
+        return 1
