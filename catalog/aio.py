@@ -27,7 +27,14 @@ from urllib.parse import unquote
 import orjson
 from aiohttp import web
 
-from gossamer.agent import coordinate_entry, keyring_entry, keyring_errors, member_json
+from gossamer.agent import (
+    coordinate_entry,
+    event_json,
+    keyring_entry,
+    keyring_errors,
+    member_json,
+    uuid_to_index,
+)
 from gossamer.config import AgentConfig
 from swim.coordinate import Coordinate
 from swim.events import KeyOp, KeyOperationCompleted, Member
@@ -73,6 +80,10 @@ class AgentAPI(Protocol):
     async def leave(self) -> str | None: ...
     async def force_leave(self, node: str, prune: bool) -> str | None: ...
     async def keyring(self, op: KeyOp, key: bytes, relay_factor: int) -> KeyOperationCompleted: ...
+    async def fire_event(
+        self, name: str, payload: bytes, node: str = "", service: str = "", tag: str = ""
+    ) -> tuple[dict[str, Any] | None, str | None]: ...
+    def event_list(self, name: str = "") -> list[dict[str, Any]]: ...
 
 
 Handler = Callable[[web.Request, str], Awaitable[Any]]
@@ -326,7 +337,28 @@ def _register_agent_endpoints(srv: HTTPServer) -> None:
         coords = agent.lan_coordinates()
         return [coordinate_entry(n, c) for n, c in sorted(coords.items())]
 
+    async def event_fire(request: web.Request, name: str) -> Any:
+        if request.query.get("dc") not in (None, "", agent.config.datacenter):
+            raise HTTPError(500, "No path to datacenter")
+        payload = await request.read()
+        q = request.query
+        ev, err = await agent.fire_event(
+            name, payload, q.get("node", ""), q.get("service", ""), q.get("tag", "")
+        )
+        if err:
+            raise HTTPError(400 if "filter" in err or "name" in err else 500, err)
+        assert ev is not None
+        return event_json(ev)
+
+    async def event_list(request: web.Request, _: str) -> Any:
+        reject_filter(request)
+        events = agent.event_list(request.query.get("name", ""))
+        index = uuid_to_index(events[-1]["ID"]) if events else 1
+        return Response([event_json(e) for e in events], headers={"X-Consul-Index": str(index)})
+
     srv.route("/v1/agent/members", {"GET": members})
+    srv.route("/v1/event/fire/", {"PUT": event_fire})
+    srv.route("/v1/event/list", {"GET": event_list})
     srv.route("/v1/agent/self", {"GET": self_})
     srv.route("/v1/agent/join/", {"PUT": join})
     srv.route("/v1/agent/leave", {"PUT": leave})

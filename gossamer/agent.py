@@ -9,15 +9,23 @@ servers add ``port`` (server RPC) and a few more. ``consul members`` reads them 
 
 from __future__ import annotations
 
+import base64
 from typing import Any
 
 from gossamer import __version__
 from gossamer.config import AgentConfig
+from swim.codec import DecodeError, pack, struct_fields, unpack
 from swim.coordinate import Coordinate
 from swim.events import KeyOperationCompleted, Member
 
 __all__ = [
+    "CONSUL_EVENT_PREFIX",
     "CONSUL_PROTOCOL",
+    "decode_user_event",
+    "encode_user_event",
+    "event_json",
+    "uuid_to_index",
+    "validate_event_name",
     "agent_tags",
     "coordinate_entry",
     "keyring_entry",
@@ -101,3 +109,86 @@ def multierror(errors: list[str]) -> str:
         return f"1 error occurred:\n\t* {errors[0]}\n\n"
     points = "\n\t".join(f"* {e}" for e in errors)
     return f"{len(errors)} errors occurred:\n\t{points}\n\n"
+
+
+# --------------------------------------------------------------------------- user events
+
+CONSUL_EVENT_PREFIX = "consul:event:"
+"""Consul fires its events as Serf user events named ``consul:event:<name>``
+(agent/consul/server_serf.go userEventName); others are not Consul's and are ignored."""
+USER_EVENT_VERSION = 1
+EVENT_NAME_MAX = 256
+
+
+def encode_user_event(event: dict[str, Any]) -> bytes:
+    """Consul's agent.UserEvent as the msgpack payload of the Serf event (Go field order)."""
+    return pack(
+        {
+            "ID": event["ID"],
+            "LTime": 0,
+            "Name": event["Name"],
+            "NodeFilter": event.get("NodeFilter", ""),
+            "Payload": event.get("Payload") or None,
+            "ServiceFilter": event.get("ServiceFilter", ""),
+            "TagFilter": event.get("TagFilter", ""),
+            "Version": USER_EVENT_VERSION,
+        }
+    )
+
+
+def decode_user_event(serf_name: str, payload: bytes, ltime: int) -> dict[str, Any] | None:
+    """The Consul event inside a Serf user event, or None when it is not one of Consul's."""
+    if not serf_name.startswith(CONSUL_EVENT_PREFIX):
+        return None
+    try:
+        f = struct_fields(
+            unpack(payload),
+            (
+                (b"ID", "ID", "str"),
+                (b"Name", "Name", "str"),
+                (b"Payload", "Payload", "bytes"),
+                (b"NodeFilter", "NodeFilter", "str"),
+                (b"ServiceFilter", "ServiceFilter", "str"),
+                (b"TagFilter", "TagFilter", "str"),
+                (b"Version", "Version", "int"),
+            ),
+        )
+    except DecodeError:
+        return None
+    if f["Version"] > USER_EVENT_VERSION:
+        return None
+    f["LTime"] = ltime
+    return f
+
+
+def validate_event_name(name: str) -> str | None:
+    if not name:
+        return "User event name cannot be blank"
+    if len(name) > EVENT_NAME_MAX:
+        return f"User event name is longer than {EVENT_NAME_MAX} characters"
+    return None
+
+
+def event_json(e: dict[str, Any]) -> dict[str, Any]:
+    """Consul's /v1/event/* shape: Payload is base64 (Go []byte), or null when empty."""
+    return {
+        "ID": e["ID"],
+        "Name": e["Name"],
+        "Payload": base64.b64encode(e["Payload"]).decode() if e.get("Payload") else None,
+        "NodeFilter": e.get("NodeFilter", ""),
+        "ServiceFilter": e.get("ServiceFilter", ""),
+        "TagFilter": e.get("TagFilter", ""),
+        "Version": e.get("Version", USER_EVENT_VERSION),
+        "LTime": e.get("LTime", 0),
+    }
+
+
+def uuid_to_index(u: str) -> int:
+    """Consul's uuidToUint64: the X-Consul-Index of /v1/event/list is derived from the last
+    event's ID."""
+    try:
+        lower = int(u[0:8] + u[9:13] + u[14:18], 16)
+        upper = int(u[19:23] + u[24:36], 16)
+    except ValueError:
+        return 1
+    return (lower ^ upper) or 1

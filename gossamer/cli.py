@@ -534,8 +534,10 @@ class ApiClient:
         path: str,
         params: Sequence[tuple[str, str]] = (),
         body: object = None,
+        raw_body: bytes | None = None,
     ) -> bytes:
-        """The response body of a 2xx answer; ApiError with Consul's wording otherwise."""
+        """The response body of a 2xx answer; ApiError with Consul's wording otherwise.
+        ``body`` is sent as JSON, ``raw_body`` as it is."""
         query = urllib.parse.urlencode(sorted(params))  # url.Values.Encode sorts by key
         target = _escape_path(self.endpoint.prefix + path) + (f"?{query}" if query else "")
         url = f"http://{self.endpoint.hostport}{target}"
@@ -548,6 +550,8 @@ class ApiClient:
             # encoding/json's Encoder: compact, then a newline.
             payload = (json.dumps(body, separators=(",", ":")) + "\n").encode()
             headers["Content-Type"] = "application/json"
+        elif raw_body is not None:
+            payload = raw_body
         conn = http.client.HTTPConnection(
             self.endpoint.host, self.endpoint.port, timeout=self.timeout_s
         )
@@ -851,6 +855,47 @@ def _run_force_leave(ctx: _Context) -> int:
         params.append(("wan", "1"))
     _send(api, "Error force leaving", "PUT", f"/v1/agent/force-leave/{nodes[0]}", params)
     return 0  # Consul prints nothing on success
+
+
+# ---- event ----------------------------------------------------------------------------
+
+
+def _run_event(ctx: _Context) -> int:
+    """command/event/event.go; the name may also be the first argument (gossamer extension)."""
+    f = ctx.flags
+    args = list(f.args)
+    name = f.get_str("name")
+    if not name and args:
+        name = args.pop(0)
+    if not name:
+        raise ctx.usage_error("Event name must be specified")
+    node, service, tag = f.get_str("node"), f.get_str("service"), f.get_str("tag")
+    for what, rx in (("node", node), ("service", service), ("tag", tag)):
+        if rx:
+            try:
+                re.compile(rx)
+            except re.error as e:
+                raise CommandError(f"Failed to compile {what} filter regexp: {e}") from None
+    if tag and not service:
+        raise CommandError("Cannot provide tag filter without service filter.")
+    if len(args) > 1:
+        raise ctx.usage_error("Too many command line arguments.")
+    payload = args[0].encode() if args else b""
+    api = ctx.client()
+    try:
+        api.call_json("GET", "/v1/agent/self")
+    except ApiError as e:
+        raise CommandError(f"Error querying Consul agent: {e}") from None
+    params = [(k, v) for k, v in (("node", node), ("service", service), ("tag", tag)) if v]
+    try:
+        data = api.call("PUT", f"/v1/event/fire/{name}", params, raw_body=payload)
+        event = json.loads(data)
+    except ApiError as e:
+        raise CommandError(f"Error firing event: {e}") from None
+    except ValueError as e:
+        raise CommandError(f"Error firing event: invalid JSON in response: {e}") from None
+    _out(f"Event ID: {event.get('ID', '') if isinstance(event, dict) else ''}")
+    return 0
 
 
 # ---- keygen, keyring -----------------------------------------------------------------
@@ -1220,6 +1265,28 @@ Usage: gossamer demo [args]
 """,
         http=False,
         passthrough=_run_demo,
+    ),
+    Verb(
+        "event",
+        "Fire a new event",
+        """
+Usage: gossamer event [options] [-name=]NAME [payload]
+
+  Dispatches a custom user event across a datacenter. An event must provide
+  a name, but a payload is optional. Events support filtering using
+  regular expressions on node name, service, and tag definitions.
+""",
+        _run_event,
+        flags=(
+            Flag("name", FlagKind.STRING, "Name of the event."),
+            Flag("node", FlagKind.STRING, "Regular expression to filter on node names."),
+            Flag("service", FlagKind.STRING, "Regular expression to filter on service instances."),
+            Flag(
+                "tag",
+                FlagKind.STRING,
+                "Regular expression to filter on service tags. Must be used with -service.",
+            ),
+        ),
     ),
     Verb(
         "force-leave",

@@ -31,7 +31,17 @@ from typing import Any
 
 from catalog.aio import HTTPServer
 from gossamer import __version__
-from gossamer.agent import agent_tags
+import collections
+import re
+
+from gossamer.agent import (
+    CONSUL_EVENT_PREFIX,
+    agent_tags,
+    decode_user_event,
+    encode_user_event,
+    multierror,
+    validate_event_name,
+)
 from gossamer.config import AgentConfig, ConfigError
 from swim.aio import GossipDriver
 from swim.config import SwimConfig
@@ -55,6 +65,7 @@ from swim.events import (
     RequestCompleted,
     ShutdownRequired,
     UserEventReceived,
+    UserEventRequested,
 )
 from swim.keyring import Keyring
 from swim.serf import Serf, SerfConfig, SerfState
@@ -66,6 +77,8 @@ log = logging.getLogger("gossamer.agent")
 DEFAULT_SERF_PORT = 8301
 JOIN_TIMEOUT_S = 30.0
 KEY_OP_TIMEOUT_S = 60.0
+EVENT_RING = 256
+"""Consul keeps the last 256 user events for /v1/event/list (agent/user_event.go)."""
 
 
 class StartError(Exception):
@@ -150,6 +163,7 @@ class Agent:
         self.exit_code = 0
         self._leaving = False
         self._started = time.monotonic()
+        self.events: collections.deque[dict[str, Any]] = collections.deque(maxlen=EVENT_RING)
 
     # ------------------------------------------------------------------ data dir
 
@@ -304,7 +318,7 @@ class Agent:
         elif isinstance(eff, MemberReaped):
             log.info("serf.lan: EventMemberReap: %s", eff.member.name)
         elif isinstance(eff, UserEventReceived):
-            log.info("new event: event_name=%s ltime=%d", eff.name, eff.ltime)
+            self._user_event(eff)
         elif isinstance(eff, KeyringChanged):
             try:
                 self._save_keyring(eff.keys)
@@ -313,6 +327,60 @@ class Agent:
         elif isinstance(eff, ShutdownRequired):
             log.error("%s", eff.reason)
             self.stop(1)
+
+    def _user_event(self, eff: UserEventReceived) -> None:
+        """Consul's handleEvents: keep Consul events that pass our filters, ignore the rest."""
+        ev = decode_user_event(eff.name, eff.payload, eff.ltime)
+        if ev is None:
+            log.info("new event: event_name=%s ltime=%d (not a Consul event, not stored)",
+                     eff.name, eff.ltime)
+            return
+        if not self._event_matches(ev):
+            log.debug("ignoring event %s: filters do not match this node", ev["Name"])
+            return
+        if any(e["ID"] == ev["ID"] for e in self.events):
+            return
+        self.events.append(ev)
+        log.info("new event: event_name=%s event_id=%s ltime=%d", ev["Name"], ev["ID"], eff.ltime)
+
+    def _event_matches(self, ev: dict[str, Any]) -> bool:
+        if ev["NodeFilter"]:
+            try:
+                if re.search(ev["NodeFilter"], self.config.node_name) is None:
+                    return False
+            except re.error:
+                return False
+        # no local services until the catalog arrives, so a service filter cannot match
+        return not ev["ServiceFilter"]
+
+    async def fire_event(
+        self, name: str, payload: bytes, node: str = "", service: str = "", tag: str = ""
+    ) -> tuple[dict[str, Any] | None, str | None]:
+        """Consul's UserEvent: wrap, gossip as ``consul:event:<name>``, return the event."""
+        err = validate_event_name(name)
+        if err is None and tag and not service:
+            err = "Cannot provide tag filter without service filter"
+        for what, rx in (("node", node), ("service", service), ("tag", tag)):
+            try:
+                re.compile(rx)
+            except re.error as e:
+                err = err or f"Invalid {what} filter: {e}"
+        if err:
+            return None, err
+        assert self.driver is not None
+        ev = {"ID": str(uuid.uuid4()), "Name": name, "Payload": payload, "NodeFilter": node,
+              "ServiceFilter": service, "TagFilter": tag, "Version": 1, "LTime": 0}
+        raw = encode_user_event(ev)
+        res = await self.driver.request(
+            lambda rid: UserEventRequested(rid, CONSUL_EVENT_PREFIX + name, raw, False), 10.0
+        )
+        assert isinstance(res, RequestCompleted)
+        if res.error:
+            return None, res.error
+        return ev, None
+
+    def event_list(self, name: str = "") -> list[dict[str, Any]]:
+        return [e for e in self.events if not name or e["Name"] == name]
 
     # ------------------------------------------------------------------ AgentAPI
 
@@ -373,16 +441,12 @@ class Agent:
                     continue
             targets.extend((name, (ip, port)) for ip in ips)
         if not targets:
-            from gossamer.agent import multierror
-
             return 0, multierror(errors or ["no addresses to join"])
         res = await self.driver.request(lambda rid: JoinRequested(rid, tuple(targets)), JOIN_TIMEOUT_S)
         assert isinstance(res, JoinCompleted)
         errors.extend(res.errors)
         if res.contacted > 0:
             return res.contacted, None
-        from gossamer.agent import multierror
-
         return 0, multierror(errors or ["no nodes contacted"])
 
     async def join_lan(self, address: str) -> tuple[int, str | None]:

@@ -1,10 +1,24 @@
-"""A tiny deterministic network for core tests: cores exchange their real encoded bytes with
-a fixed latency on virtual time. No sockets, no sleeps. (The full simulator lives in sim/.)"""
+"""A tiny deterministic network for gossip-core tests: cores exchange their real encoded bytes
+with a fixed latency on virtual time. No sockets, no sleeps. (The full simulator is sim/.)
+
+Faults it can inject, all deterministic:
+
+* ``down``: the node is crashed; nothing reaches it, nothing leaves it, streams are refused.
+* ``udp_blocked``: all UDP to and from the node is lost (TCP still works).
+* ``block(src, dst, udp=, tcp=)``: one-way per-link loss; ``partition(a, b)`` both ways.
+* ``drop(src, dst, data)``: an arbitrary predicate on every UDP datagram.
+* ``stall(addr)``: the process is paused (GC, SIGSTOP): its inbound packets and stream events
+  queue up and its timers do not run until ``resume(addr)`` delivers the backlog in order.
+
+Every UDP datagram is recorded in ``sent`` (time, src, dst, bytes, delivered?) so tests can
+decode what actually went over the wire with :func:`messages_in`; every effect of every core
+is logged in order in ``log`` so two runs can be compared with :meth:`Net.digest`.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import heapq
-import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,6 +36,9 @@ from swim.events import (
     StreamRequestReceived,
     StreamResponseReceived,
 )
+from swim.keyring import Keyring
+
+__all__ = ["Datagram", "Net", "messages_in"]
 
 
 @dataclass(order=True)
@@ -31,8 +48,32 @@ class _Ev:
     fn: Callable[[], None] = field(compare=False)
 
 
+@dataclass(frozen=True, slots=True)
+class Datagram:
+    t: float
+    src: Address
+    dst: Address
+    data: bytes
+    delivered: bool
+
+
+def messages_in(data: bytes, keyring: Keyring | None = None) -> list[codec.Message | bytes]:
+    """Decode one UDP payload into memberlist messages (user messages stay raw bytes)."""
+    opened = codec.open_packet(data, keyring)
+    out: list[codec.Message | bytes] = []
+    for raw in opened.messages:
+        if raw[0] == codec.MsgType.USER:
+            out.append(raw)
+            continue
+        try:
+            out.append(codec.decode_message(raw))
+        except codec.DecodeError:
+            out.append(raw)
+    return out
+
+
 class Net:
-    def __init__(self, latency_s: float = 0.001, seed: int = 1) -> None:
+    def __init__(self, latency_s: float = 0.001) -> None:
         self.now = 0.0
         self.latency = latency_s
         self.cores: dict[Address, Any] = {}
@@ -40,17 +81,61 @@ class Net:
         self.seq = 0
         self.down: set[Address] = set()
         self.udp_blocked: set[Address] = set()
+        self.blocked_udp: set[tuple[Address, Address]] = set()
+        self.blocked_tcp: set[tuple[Address, Address]] = set()
         self.drop: Callable[[Address, Address, bytes], bool] = lambda s, d, b: False
+        self.stalled: dict[Address, list[Event]] = {}
         self.effects: dict[Address, list[Effect]] = {}
+        self.log: list[tuple[float, Address, Effect]] = []
+        self.sent: list[Datagram] = []
         self.packets = 0
         self._streams: dict[tuple[Address, int], tuple[Address, int]] = {}
         self._next_inbound = 1000
-        self.rng = random.Random(seed)
+        self._generation: dict[Address, int] = {}
+
+    # ------------------------------------------------------------------ topology
 
     def add(self, addr: Address, core: Any) -> None:
+        """Attach a started core (or replace a crashed one: a restart at the same address)."""
         self.cores[addr] = core
-        self.effects[addr] = []
+        self.effects.setdefault(addr, [])
+        self.down.discard(addr)
+        self.stalled.pop(addr, None)
+        self._generation[addr] = self._generation.get(addr, 0) + 1
         self._arm(addr)
+
+    def crash(self, addr: Address) -> None:
+        self.down.add(addr)
+
+    def block(self, src: Address, dst: Address, *, udp: bool = True, tcp: bool = False) -> None:
+        """One-way loss from ``src`` to ``dst``."""
+        if udp:
+            self.blocked_udp.add((src, dst))
+        if tcp:
+            self.blocked_tcp.add((src, dst))
+
+    def partition(self, a: list[Address], b: list[Address], *, tcp: bool = True) -> None:
+        for x in a:
+            for y in b:
+                self.block(x, y, tcp=tcp)
+                self.block(y, x, tcp=tcp)
+
+    def heal(self) -> None:
+        self.blocked_udp.clear()
+        self.blocked_tcp.clear()
+        self.udp_blocked.clear()
+
+    def stall(self, addr: Address) -> None:
+        self.stalled.setdefault(addr, [])
+
+    def resume(self, addr: Address) -> None:
+        backlog = self.stalled.pop(addr, [])
+        for ev in backlog:
+            self.deliver(addr, ev)
+        if addr in self.cores:
+            self.deliver(addr, TimerExpired())
+
+    # ------------------------------------------------------------------ running
 
     def at(self, t: float, fn: Callable[[], None]) -> None:
         self.seq += 1
@@ -60,83 +145,115 @@ class Net:
         core = self.cores.get(addr)
         if core is None or addr in self.down:
             return
+        if addr in self.stalled:
+            if not isinstance(ev, TimerExpired):
+                self.stalled[addr].append(ev)
+            return
         core.handle(self.now, ev)
+        self._drain(addr)
+
+    def call(self, addr: Address, fn: Callable[[Any], None]) -> None:
+        """Run a direct API call on a core (e.g. ``Memberlist.join``) at the current time and
+        carry out its effects, as a driver would."""
+        self.cores[addr].handle(self.now, TimerExpired())
+        fn(self.cores[addr])
         self._drain(addr)
 
     def _drain(self, addr: Address) -> None:
         core = self.cores[addr]
         for eff in core.take_effects():
             self.effects[addr].append(eff)
+            self.log.append((self.now, addr, eff))
             self._route(addr, eff)
         self._arm(addr)
 
     def _arm(self, addr: Address) -> None:
-        core = self.cores[addr]
-        d = core.next_deadline()
-        if d is not None:
-            self.at(max(d, self.now), lambda a=addr, d=d: self._fire(a, d))
+        d = self.cores[addr].next_deadline()
+        if d is not None and d != float("inf"):
+            gen = self._generation[addr]
+            self.at(max(d, self.now), lambda: self._fire(addr, gen))
 
-    def _fire(self, addr: Address, d: float) -> None:
+    def _fire(self, addr: Address, gen: int) -> None:
         core = self.cores.get(addr)
-        if core is None or addr in self.down:
+        if core is None or addr in self.down or self._generation[addr] != gen:
             return
         nd = core.next_deadline()
         if nd is not None and nd <= self.now:
             self.deliver(addr, TimerExpired())
 
+    def _later(self, dst: Address, ev: Event) -> None:
+        self.at(self.now + self.latency, lambda: self.deliver(dst, ev))
+
     def _route(self, src: Address, eff: Effect) -> None:
         if isinstance(eff, SendPacket):
             self.packets += 1
             dst = eff.addr
-            if dst in self.down or src in self.down or dst in self.udp_blocked:
-                return
-            if src in self.udp_blocked or self.drop(src, dst, eff.data):
-                return
-            self.at(
-                self.now + self.latency,
-                lambda: self.deliver(dst, PacketReceived(eff.data, src)),
+            lost = (
+                dst in self.down
+                or src in self.down
+                or dst in self.udp_blocked
+                or src in self.udp_blocked
+                or (src, dst) in self.blocked_udp
+                or self.drop(src, dst, eff.data)
             )
+            self.sent.append(Datagram(self.now, src, dst, eff.data, not lost))
+            if not lost:
+                self._later(dst, PacketReceived(eff.data, src))
         elif isinstance(eff, OpenStream):
+            # the frame must be complete and parseable, as a driver checks
+            n = codec.stream_frame_length(eff.data)
+            assert n == len(eff.data), (n, len(eff.data))
             dst = eff.addr
             if dst in self.down or dst not in self.cores:
+                self._later(src, StreamFailed(eff.stream_id, "connection refused"))
+                return
+            if (src, dst) in self.blocked_tcp or (dst, src) in self.blocked_tcp:
                 self.at(
-                    self.now + self.latency,
-                    lambda: self.deliver(src, StreamFailed(eff.stream_id, "connection refused")),
+                    self.now + eff.timeout_s,
+                    lambda: self.deliver(src, StreamFailed(eff.stream_id, "i/o timeout")),
                 )
                 return
             self._next_inbound += 1
             inbound = self._next_inbound
             self._streams[(dst, inbound)] = (src, eff.stream_id)
-            # frame must be complete and parseable, as a driver would check
-            n = codec.stream_frame_length(eff.data)
-            assert n == len(eff.data), (n, len(eff.data))
-            self.at(
-                self.now + self.latency,
-                lambda: self.deliver(dst, StreamRequestReceived(inbound, eff.data, src)),
-            )
-        elif isinstance(eff, SendStreamResponse):
+            self._later(dst, StreamRequestReceived(inbound, eff.data, src))
+        elif isinstance(eff, SendStreamResponse | CloseStream):
             back = self._streams.pop((src, eff.stream_id), None)
             if back is not None:
                 origin, sid = back
-                self.at(
-                    self.now + self.latency,
-                    lambda: self.deliver(origin, StreamResponseReceived(sid, eff.data)),
-                )
-        elif isinstance(eff, CloseStream):
-            back = self._streams.pop((src, eff.stream_id), None)
-            if back is not None:
-                origin, sid = back
-                self.at(
-                    self.now + self.latency,
-                    lambda: self.deliver(origin, StreamFailed(sid, "EOF")),
-                )
+                if isinstance(eff, SendStreamResponse):
+                    self._later(origin, StreamResponseReceived(sid, eff.data))
+                else:
+                    self._later(origin, StreamFailed(sid, "EOF"))
 
     def run_until(self, t: float) -> None:
         while self.q and self.q[0].t <= t:
             ev = heapq.heappop(self.q)
             self.now = max(self.now, ev.t)
             ev.fn()
-        self.now = t
+        self.now = max(self.now, t)
 
     def run_for(self, dt: float) -> None:
         self.run_until(self.now + dt)
+
+    def run_while(self, cond: Callable[[], bool], limit_s: float, step_s: float = 0.05) -> bool:
+        """Advance in small steps while ``cond()`` holds, for at most ``limit_s``.
+        Returns True if the condition stopped holding."""
+        end = self.now + limit_s
+        while self.now < end:
+            if not cond():
+                return True
+            self.run_for(step_s)
+        return not cond()
+
+    # ------------------------------------------------------------------ observation
+
+    def of_type(self, addr: Address, kind: type | tuple[type, ...]) -> list[Any]:
+        return [e for e in self.effects[addr] if isinstance(e, kind)]
+
+    def digest(self) -> str:
+        """A hash of every effect of every core, in the order they happened."""
+        h = hashlib.sha256()
+        for t, addr, eff in self.log:
+            h.update(f"{t:.9f} {addr} {eff!r}\n".encode())
+        return h.hexdigest()
