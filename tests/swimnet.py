@@ -38,7 +38,7 @@ from swim.events import (
 )
 from swim.keyring import Keyring
 
-__all__ = ["Datagram", "Net", "messages_in"]
+__all__ = ["Datagram", "Net", "addr_of", "memberlist_cluster", "messages_in"]
 
 
 @dataclass(order=True)
@@ -257,3 +257,35 @@ class Net:
         for t, addr, eff in self.log:
             h.update(f"{t:.9f} {addr} {eff!r}\n".encode())
         return h.hexdigest()
+
+
+# --------------------------------------------------------------------------- cluster builders
+
+
+def addr_of(i: int) -> Address:
+    return ("10.0.0.%d" % (i + 1), 7946)
+
+
+def memberlist_cluster(
+    net: Net, n: int, config: Any, *, seed: int = 0, join: bool = True, first: int = 0
+) -> list[Any]:
+    """``n`` plain Memberlist cores named m<i> at addr_of(i); each joins the first one."""
+    import random
+
+    from swim.memberlist import Memberlist
+
+    cores = []
+    for i in range(first, first + n):
+        rng = random.Random(seed * 1000 + i)
+        a = addr_of(i)
+        ml = Memberlist(
+            name=f"m{i}", addr=a[0], port=a[1], config=config, rng=rng, entropy=rng.randbytes
+        )
+        ml.start(net.now)
+        net.add(a, ml)
+        cores.append(ml)
+    if join:
+        seed_addr = addr_of(first)
+        for i in range(first + 1, first + n):
+            net.call(addr_of(i), lambda c: c.join([(None, seed_addr)], lambda k, e: None))
+    return cores
