@@ -38,7 +38,15 @@ from swim.events import (
 )
 from swim.keyring import Keyring
 
-__all__ = ["Datagram", "Net", "addr_of", "memberlist_cluster", "messages_in"]
+__all__ = [
+    "Datagram",
+    "Net",
+    "addr_of",
+    "make_serf",
+    "memberlist_cluster",
+    "messages_in",
+    "serf_cluster",
+]
 
 
 @dataclass(order=True)
@@ -288,4 +296,66 @@ def memberlist_cluster(
         seed_addr = addr_of(first)
         for i in range(first + 1, first + n):
             net.call(addr_of(i), lambda c: c.join([(None, seed_addr)], lambda k, e: None))
+    return cores
+
+
+def make_serf(
+    net: Net,
+    i: int,
+    config: Any,
+    *,
+    seed: int = 0,
+    tags: dict[str, str] | None = None,
+    keyring: Keyring | None = None,
+    name: str | None = None,
+    addr: Address | None = None,
+) -> Any:
+    """A started Serf core named s<i> at addr_of(i), attached to the network."""
+    import random
+
+    from swim.serf import Serf
+
+    rng = random.Random(seed * 1000 + i)
+    a = addr if addr is not None else addr_of(i)
+    s = Serf(
+        name=name if name is not None else f"s{i}",
+        addr=a[0],
+        port=a[1],
+        config=config,
+        tags=tags if tags is not None else {"role": "node"},
+        rng=rng,
+        entropy=rng.randbytes,
+        keyring=keyring,
+    )
+    s.start(net.now)
+    net.add(a, s)
+    return s
+
+
+def serf_cluster(
+    net: Net,
+    n: int,
+    config: Any,
+    *,
+    seed: int = 0,
+    first: int = 0,
+    keyring_keys: list[bytes] | None = None,
+    tags: Callable[[int], dict[str, str]] | None = None,
+) -> list[Any]:
+    """``n`` Serf cores s<first>..; each asks the first to join (a JoinRequested event)."""
+    from swim.events import JoinRequested
+
+    cores = [
+        make_serf(
+            net,
+            i,
+            config,
+            seed=seed,
+            tags=tags(i) if tags is not None else None,
+            keyring=Keyring(keyring_keys) if keyring_keys else None,
+        )
+        for i in range(first, first + n)
+    ]
+    for i in range(first + 1, first + n):
+        net.deliver(addr_of(i), JoinRequested(i, ((None, addr_of(first)),)))
     return cores
