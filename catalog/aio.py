@@ -20,7 +20,8 @@ import base64
 import binascii
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field as dc_field
+from dataclasses import dataclass
+from dataclasses import field as dc_field
 from typing import Any, Protocol
 from urllib.parse import unquote
 
@@ -158,7 +159,9 @@ class HTTPServer:
             headers.update(result.headers)
             if result.raw is not None:
                 return web.Response(
-                    status=result.status, body=result.raw, headers=headers,
+                    status=result.status,
+                    body=result.raw,
+                    headers=headers,
                     content_type=result.content_type,
                 )
             result_body = result.body
@@ -273,7 +276,7 @@ def _register_agent_endpoints(srv: HTTPServer) -> None:
             raise HTTPError(500, "WAN federation is not implemented in gossamer yet")
         if not address:
             raise HTTPError(400, "Missing address to join")
-        n, err = await agent.join_lan(address)
+        _, err = await agent.join_lan(address)
         if err:
             raise HTTPError(500, err)
         return None
@@ -329,8 +332,8 @@ def _register_agent_endpoints(srv: HTTPServer) -> None:
             raise HTTPError(500, err)
         if op != KeyOp.LIST:
             return None
-        for e in entries:
-            del e["Error"]
+        for entry in entries:
+            del entry["Error"]
         return entries
 
     async def coordinate_nodes(request: web.Request, _: str) -> Any:

@@ -21,17 +21,17 @@ from swim.events import KeyOperationCompleted, Member
 __all__ = [
     "CONSUL_EVENT_PREFIX",
     "CONSUL_PROTOCOL",
+    "agent_tags",
+    "coordinate_entry",
     "decode_user_event",
     "encode_user_event",
     "event_json",
-    "uuid_to_index",
-    "validate_event_name",
-    "agent_tags",
-    "coordinate_entry",
     "keyring_entry",
     "keyring_errors",
     "member_json",
     "multierror",
+    "uuid_to_index",
+    "validate_event_name",
 ]
 
 CONSUL_PROTOCOL = (2, 2, 3)

@@ -42,7 +42,9 @@ def free_port() -> int:
     raise RuntimeError("no free port found")
 
 
-def wait_for(pred: Callable[[], Any], timeout_s: float, interval_s: float = 0.05, what: str = "") -> Any:
+def wait_for(
+    pred: Callable[[], Any], timeout_s: float, interval_s: float = 0.05, what: str = ""
+) -> Any:
     """Poll ``pred`` until it returns something truthy; raise TimeoutError after timeout_s."""
     deadline = time.monotonic() + timeout_s
     last_exc: Exception | None = None
@@ -51,10 +53,12 @@ def wait_for(pred: Callable[[], Any], timeout_s: float, interval_s: float = 0.05
             v = pred()
             if v:
                 return v
-        except Exception as e:  # noqa: BLE001 - the predicate may fail while a process starts
+        except Exception as e:
             last_exc = e
         if time.monotonic() >= deadline:
-            raise TimeoutError(f"timed out after {timeout_s}s waiting for {what or pred}: {last_exc}")
+            raise TimeoutError(
+                f"timed out after {timeout_s}s waiting for {what or pred}: {last_exc}"
+            )
         time.sleep(interval_s)
 
 
@@ -126,7 +130,9 @@ class GossamerAgent(Proc):
             body = r.read()
         return json.loads(body) if body else None
 
-    def put(self, path: str, body: Any = None, method: str = "PUT", timeout_s: float = 60.0) -> tuple[int, str]:
+    def put(
+        self, path: str, body: Any = None, method: str = "PUT", timeout_s: float = 60.0
+    ) -> tuple[int, str]:
         data = None if body is None else json.dumps(body).encode()
         req = urllib.request.Request(f"http://{self.http_addr}{path}", data=data, method=method)
         try:
@@ -168,7 +174,10 @@ class SerfAgent(Proc):
         verb, *rest = args
         return subprocess.run(
             [SERF, verb, f"-rpc-addr={self.rpc_addr}", *rest],
-            capture_output=True, text=True, timeout=timeout_s, check=False,
+            capture_output=True,
+            text=True,
+            timeout=timeout_s,
+            check=False,
         )
 
     def members(self) -> dict[str, dict[str, Any]]:
@@ -217,9 +226,15 @@ class Cluster:
         http_port = http_port or free_port()
         data_dir = data_dir or os.path.join(self.root, name)
         argv = [
-            sys.executable, "-m", "gossamer", "agent",
-            f"-node={name}", f"-bind={HOST}", f"-serf-lan-port={serf_port}",
-            f"-http-port={http_port}", f"-data-dir={data_dir}",
+            sys.executable,
+            "-m",
+            "gossamer",
+            "agent",
+            f"-node={name}",
+            f"-bind={HOST}",
+            f"-serf-lan-port={serf_port}",
+            f"-http-port={http_port}",
+            f"-data-dir={data_dir}",
         ]
         if profile:
             argv.append(f"-gossip-profile={profile}")
@@ -230,8 +245,12 @@ class Cluster:
             argv.append(f"-encrypt={encrypt}")
         argv += list(extra)
         agent = GossamerAgent(
-            name, argv, os.path.join(self.root, f"{name}.log"),
-            serf_port=serf_port, http_port=http_port, data_dir=data_dir,
+            name,
+            argv,
+            os.path.join(self.root, f"{name}.log"),
+            serf_port=serf_port,
+            http_port=http_port,
+            data_dir=data_dir,
         )
         self.procs.append(agent)
         if start:
@@ -254,8 +273,12 @@ class Cluster:
         bind_port = free_port()
         rpc_port = free_port()
         argv = [
-            SERF, "agent", f"-node={name}", f"-bind={HOST}:{bind_port}",
-            f"-rpc-addr={HOST}:{rpc_port}", "-log-level=debug",
+            SERF,
+            "agent",
+            f"-node={name}",
+            f"-bind={HOST}:{bind_port}",
+            f"-rpc-addr={HOST}:{rpc_port}",
+            "-log-level=debug",
         ]
         if profile:
             argv.append(f"-profile={profile}")
@@ -266,8 +289,11 @@ class Cluster:
             argv.append(f"-tag={k}={v}")
         argv += list(extra)
         agent = SerfAgent(
-            name, argv, os.path.join(self.root, f"{name}.log"),
-            bind_port=bind_port, rpc_port=rpc_port,
+            name,
+            argv,
+            os.path.join(self.root, f"{name}.log"),
+            bind_port=bind_port,
+            rpc_port=rpc_port,
         )
         self.procs.append(agent)
         if start:
@@ -278,7 +304,10 @@ class Cluster:
         log = open(p.log_path, "ab")  # noqa: SIM115 - handed to the child
         try:
             p.popen = subprocess.Popen(
-                p.argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                p.argv,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
                 env={**os.environ, "PYTHONUNBUFFERED": "1"},
             )
         finally:
@@ -286,7 +315,9 @@ class Cluster:
         ready = getattr(p, "ready", None)
         if ready is not None:
             try:
-                wait_for(lambda: ready() or not p.alive(), ready_timeout_s, 0.05, f"{p.name} to start")
+                wait_for(
+                    lambda: ready() or not p.alive(), ready_timeout_s, 0.05, f"{p.name} to start"
+                )
             except TimeoutError:
                 raise RuntimeError(f"{p.name} did not start:\n{p.log()[-3000:]}") from None
             if not p.alive():
@@ -306,8 +337,10 @@ class Cluster:
             shutil.rmtree(self.root, ignore_errors=True)
 
     def logs(self) -> str:
-        return "\n".join(f"----- {p.name} (pid {p.popen.pid if p.popen else '-'})\n{p.log()[-4000:]}"
-                         for p in self.procs)
+        return "\n".join(
+            f"----- {p.name} (pid {p.popen.pid if p.popen else '-'})\n{p.log()[-4000:]}"
+            for p in self.procs
+        )
 
 
 @contextlib.contextmanager

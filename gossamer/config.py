@@ -42,7 +42,8 @@ class AgentConfig:
     datacenter: str = "dc1"
     bind_addr: str = "0.0.0.0"
     advertise_addr: str | None = None
-    """Address other members use to reach us; defaults to bind_addr, or 127.0.0.1 when that is 0.0.0.0."""
+    """Address other members use to reach us; defaults to bind_addr, or 127.0.0.1 when
+    that is 0.0.0.0."""
     serf_lan_port: int = DEFAULT_SERF_LAN_PORT
     http_port: int = DEFAULT_HTTP_PORT
     client_addr: str = "127.0.0.1"

@@ -42,7 +42,7 @@ __all__ = [
 ]
 
 Entropy = Callable[[int], bytes]
-"""Returns n bytes of randomness; production passes ``os.urandom``, the simulator a seeded stream."""
+"""Returns n bytes of randomness: ``os.urandom`` in production, seeded in the simulator."""
 
 
 class Event:
@@ -52,7 +52,7 @@ class Event:
 
 
 class Effect:
-    """Base of all outputs. Imperatives (SendPacket) for the driver; facts (MemberFailed) to report."""
+    """Base of all outputs: imperatives (SendPacket) for the driver, facts (MemberFailed)."""
 
     __slots__ = ()
 
@@ -153,4 +153,3 @@ class TimerWheel:
 def counting(counters: dict[str, int], reason: str, n: int = 1) -> None:
     """Add to a named counter; cores keep ``dropped`` and ``stats`` dicts this way."""
     counters[reason] = counters.get(reason, 0) + n
-

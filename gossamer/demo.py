@@ -42,8 +42,9 @@ def _views(agents: list[GossamerAgent], node: str) -> dict[str, str | None]:
         return dict(zip([a.name for a in agents], ex.map(ask, agents), strict=True))
 
 
-def _watch(agents: list[GossamerAgent], node: str, want: str, timeout_s: float, t0: float
-           ) -> dict[str, float]:
+def _watch(
+    agents: list[GossamerAgent], node: str, want: str, timeout_s: float, t0: float
+) -> dict[str, float]:
     """Poll until every agent reports ``node`` as ``want``; return when each first did."""
     seen: dict[str, float] = {}
     deadline = time.monotonic() + timeout_s
@@ -55,7 +56,9 @@ def _watch(agents: list[GossamerAgent], node: str, want: str, timeout_s: float, 
                 _say(f"   {now - t0:6.2f} s  {name} marks {node} {want}")
         if time.monotonic() > deadline:
             missing = sorted({a.name for a in agents} - set(seen))
-            raise TimeoutError(f"{', '.join(missing)} did not mark {node} {want} in {timeout_s:.0f} s")
+            raise TimeoutError(
+                f"{', '.join(missing)} did not mark {node} {want} in {timeout_s:.0f} s"
+            )
         time.sleep(0.05)
     return seen
 
@@ -63,7 +66,10 @@ def _watch(agents: list[GossamerAgent], node: str, want: str, timeout_s: float, 
 def _members_table(agent: GossamerAgent) -> str:
     r = subprocess.run(
         [sys.executable, "-m", "gossamer", "members", f"-http-addr={agent.http_addr}"],
-        capture_output=True, text=True, timeout=30, check=False,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
     )
     return (r.stdout or r.stderr).rstrip()
 
@@ -72,7 +78,9 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="gossamer demo", description=__doc__.splitlines()[0])
     p.add_argument("--agents", type=int, default=5, help="how many agents (at least 3)")
     p.add_argument(
-        "--profile", default="lan", choices=sorted(STEP_TIMEOUT_S),
+        "--profile",
+        default="lan",
+        choices=sorted(STEP_TIMEOUT_S),
         help="gossip timing preset for every agent (memberlist's presets)",
     )
     p.add_argument("--keep-logs", action="store_true", help="keep the agents' logs and data")
@@ -100,13 +108,17 @@ def _run(c: Cluster, n: int, profile: str, timeout: float) -> int:
     t0 = time.monotonic()
     first = c.gossamer("node-1", profile=profile)
     agents = [first]
-    _say(f"   {time.monotonic() - t0:6.2f} s  started node-1 (pid {first.pid}) gossip "
-         f"{first.gossip_addr}, HTTP {first.http_addr}")
+    _say(
+        f"   {time.monotonic() - t0:6.2f} s  started node-1 (pid {first.pid}) gossip "
+        f"{first.gossip_addr}, HTTP {first.http_addr}"
+    )
     for i in range(2, n + 1):
         a = c.gossamer(f"node-{i}", profile=profile, join=[first.gossip_addr])
         agents.append(a)
-        _say(f"   {time.monotonic() - t0:6.2f} s  started node-{i} (pid {a.pid}) gossip "
-             f"{a.gossip_addr}, HTTP {a.http_addr}, joining node-1")
+        _say(
+            f"   {time.monotonic() - t0:6.2f} s  started node-{i} (pid {a.pid}) gossip "
+            f"{a.gossip_addr}, HTTP {a.http_addr}, joining node-1"
+        )
 
     _say("\n==> waiting for every agent to see all members alive")
     t_conv = time.monotonic()
@@ -121,8 +133,10 @@ def _run(c: Cluster, n: int, profile: str, timeout: float) -> int:
 
     wait_for(converged, timeout, 0.05, "the cluster to converge")
     converge_s = time.monotonic() - t_conv
-    _say(f"   converged: {n} agents each list {n} alive members, "
-         f"{converge_s:.2f} s after the last start\n")
+    _say(
+        f"   converged: {n} agents each list {n} alive members, "
+        f"{converge_s:.2f} s after the last start\n"
+    )
     _say(_members_table(first))
 
     victim = agents[2]

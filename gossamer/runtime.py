@@ -17,12 +17,14 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import collections
 import contextlib
 import ipaddress
 import json
 import logging
 import os
 import random
+import re
 import signal
 import sys
 import time
@@ -31,9 +33,6 @@ from typing import Any
 
 from catalog.aio import HTTPServer
 from gossamer import __version__
-import collections
-import re
-
 from gossamer.agent import (
     CONSUL_EVENT_PREFIX,
     agent_tags,
@@ -96,12 +95,21 @@ class _ConsulFormatter(logging.Formatter):
         msg = record.getMessage()
         if record.exc_info and record.levelno >= logging.ERROR:
             msg += "\n" + self.formatException(record.exc_info)
-        return f"{time.strftime('%Y-%m-%dT%H:%M:%S', t)}.{ms:03d}Z [{level}] {' ' * (5 - len(level))}{name}: {msg}"
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%S", t)
+        pad = " " * (5 - len(level))
+        return f"{stamp}.{ms:03d}Z [{level}] {pad}{name}: {msg}"
 
 
 def setup_logging(level: str) -> None:
-    levels = {"trace": 5, "debug": logging.DEBUG, "info": logging.INFO, "warn": logging.WARNING,
-              "warning": logging.WARNING, "err": logging.ERROR, "error": logging.ERROR}
+    levels = {
+        "trace": 5,
+        "debug": logging.DEBUG,
+        "info": logging.INFO,
+        "warn": logging.WARNING,
+        "warning": logging.WARNING,
+        "err": logging.ERROR,
+        "error": logging.ERROR,
+    }
     root = logging.getLogger("gossamer")
     root.handlers.clear()
     h = logging.StreamHandler(sys.stdout)
@@ -111,7 +119,9 @@ def setup_logging(level: str) -> None:
     root.propagate = False
 
 
-def parse_join_address(text: str, default_port: int = DEFAULT_SERF_PORT) -> tuple[str | None, str, int]:
+def parse_join_address(
+    text: str, default_port: int = DEFAULT_SERF_PORT
+) -> tuple[str | None, str, int]:
     """``[name/]host[:port]`` -> (name, host, port); memberlist's resolveAddr accepts this."""
     name = None
     if "/" in text:
@@ -162,6 +172,7 @@ class Agent:
         self.stopped = asyncio.Event()
         self.exit_code = 0
         self._leaving = False
+        self._leave_task: asyncio.Future[None] | None = None
         self._started = time.monotonic()
         self.events: collections.deque[dict[str, Any]] = collections.deque(maxlen=EVENT_RING)
 
@@ -281,7 +292,7 @@ class Agent:
             log.info("leave_on_terminate is off for servers: stopping without leaving")
             self.stop(0)
             return
-        asyncio.ensure_future(self._leave_and_stop())
+        self._leave_task = asyncio.ensure_future(self._leave_and_stop())
 
     async def _leave_and_stop(self) -> None:
         err = await self.leave()
@@ -332,8 +343,11 @@ class Agent:
         """Consul's handleEvents: keep Consul events that pass our filters, ignore the rest."""
         ev = decode_user_event(eff.name, eff.payload, eff.ltime)
         if ev is None:
-            log.info("new event: event_name=%s ltime=%d (not a Consul event, not stored)",
-                     eff.name, eff.ltime)
+            log.info(
+                "new event: event_name=%s ltime=%d (not a Consul event, not stored)",
+                eff.name,
+                eff.ltime,
+            )
             return
         if not self._event_matches(ev):
             log.debug("ignoring event %s: filters do not match this node", ev["Name"])
@@ -368,8 +382,16 @@ class Agent:
         if err:
             return None, err
         assert self.driver is not None
-        ev = {"ID": str(uuid.uuid4()), "Name": name, "Payload": payload, "NodeFilter": node,
-              "ServiceFilter": service, "TagFilter": tag, "Version": 1, "LTime": 0}
+        ev = {
+            "ID": str(uuid.uuid4()),
+            "Name": name,
+            "Payload": payload,
+            "NodeFilter": node,
+            "ServiceFilter": service,
+            "TagFilter": tag,
+            "Version": 1,
+            "LTime": 0,
+        }
         raw = encode_user_event(ev)
         res = await self.driver.request(
             lambda rid: UserEventRequested(rid, CONSUL_EVENT_PREFIX + name, raw, False), 10.0
@@ -435,14 +457,16 @@ class Agent:
                     infos = await asyncio.wait_for(
                         loop.getaddrinfo(host, port, type=0, proto=0), 10.0
                     )
-                    ips = sorted({i[4][0] for i in infos})
+                    ips = sorted({str(i[4][0]) for i in infos})
                 except (OSError, TimeoutError) as e:
                     errors.append(f"Failed to resolve {text}: {e}")
                     continue
             targets.extend((name, (ip, port)) for ip in ips)
         if not targets:
             return 0, multierror(errors or ["no addresses to join"])
-        res = await self.driver.request(lambda rid: JoinRequested(rid, tuple(targets)), JOIN_TIMEOUT_S)
+        res = await self.driver.request(
+            lambda rid: JoinRequested(rid, tuple(targets)), JOIN_TIMEOUT_S
+        )
         assert isinstance(res, JoinCompleted)
         errors.extend(res.errors)
         if res.contacted > 0:
@@ -461,7 +485,9 @@ class Agent:
         self._leaving = True
         assert self.driver is not None
         log.info("gracefully leaving the cluster")
-        timeout = 3 * self.serf_config.broadcast_timeout_s + self.serf_config.leave_propagate_delay_s
+        timeout = (
+            3 * self.serf_config.broadcast_timeout_s + self.serf_config.leave_propagate_delay_s
+        )
         try:
             res = await self.driver.request(lambda rid: LeaveRequested(rid), timeout)
         except TimeoutError:
@@ -523,8 +549,13 @@ async def _main(config: AgentConfig) -> int:
     agent = Agent(config)
     print(banner(agent), flush=True)
     await agent.start()
-    log.info("started: gossip on %s:%d, HTTP on %s:%d", config.bind_addr, config.serf_lan_port,
-             config.client_addr, config.http_port)
+    log.info(
+        "started: gossip on %s:%d, HTTP on %s:%d",
+        config.bind_addr,
+        config.serf_lan_port,
+        config.client_addr,
+        config.http_port,
+    )
     return await agent.run()
 
 

@@ -50,7 +50,13 @@ log = logging.getLogger("gossamer.swim.aio")
 
 MAX_INBOUND_STREAMS = 128
 READ_CHUNK = 65536
-_COMPLETIONS = (JoinCompleted, LeaveCompleted, RequestCompleted, KeyOperationCompleted, QueryFinished)
+_COMPLETIONS = (
+    JoinCompleted,
+    LeaveCompleted,
+    RequestCompleted,
+    KeyOperationCompleted,
+    QueryFinished,
+)
 
 
 class GossipDriver:
@@ -203,7 +209,9 @@ class GossipDriver:
 
     # ------------------------------------------------------------------ TCP
 
-    async def _serve_stream(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _serve_stream(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
         peer = writer.get_extra_info("peername") or ("0.0.0.0", 0)
         timeout = self.core.config.swim.tcp_timeout_s
         if len(self._inbound) >= MAX_INBOUND_STREAMS:

@@ -26,12 +26,13 @@ from gossamer.core import Effect, Event
 __all__ = [
     "Address",
     "CloseStream",
+    "ForceLeaveRequested",
     "JoinCompleted",
     "JoinRequested",
     "KeyOp",
-    "KeyringChanged",
     "KeyOperationCompleted",
     "KeyOperationRequested",
+    "KeyringChanged",
     "LeaveCompleted",
     "LeaveRequested",
     "Member",
@@ -48,8 +49,8 @@ __all__ = [
     "QueryReceived",
     "QueryRequested",
     "QueryResponded",
-    "RequestCompleted",
     "QueryResponseReceived",
+    "RequestCompleted",
     "RespondToQuery",
     "SendPacket",
     "SendStreamResponse",
@@ -60,7 +61,6 @@ __all__ = [
     "TagsUpdateRequested",
     "UserEventReceived",
     "UserEventRequested",
-    "ForceLeaveRequested",
 ]
 
 Address = tuple[str, int]

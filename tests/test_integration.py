@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import urllib.request
+from collections.abc import Iterator
 
 import pytest
 
@@ -24,12 +25,16 @@ DETECT_S = 30.0
 def cli(agent: GossamerAgent, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "gossamer", args[0], f"-http-addr={agent.http_addr}", *args[1:]],
-        capture_output=True, text=True, timeout=60, check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
 
 
-def raw(agent: GossamerAgent, method: str, path: str, body: bytes | None = None
-        ) -> tuple[int, dict[str, str], bytes]:
+def raw(
+    agent: GossamerAgent, method: str, path: str, body: bytes | None = None
+) -> tuple[int, dict[str, str], bytes]:
     req = urllib.request.Request(f"http://{agent.http_addr}{path}", data=body, method=method)
     try:
         with urllib.request.urlopen(req, timeout=30) as r:
@@ -43,23 +48,28 @@ def all_see(agents: list[GossamerAgent], node: str, status: str) -> bool:
 
 
 @pytest.fixture(scope="module")
-def five() -> tuple[Cluster, list[GossamerAgent]]:
+def five() -> Iterator[tuple[Cluster, list[GossamerAgent]]]:
     with cluster() as c:
         first = c.gossamer("n1")
         agents = [first] + [c.gossamer(f"n{i}", join=[first.gossip_addr]) for i in range(2, 6)]
         names = {a.name for a in agents}
         try:
             wait_for(
-                lambda: all(set(a.members()) == names for a in agents)
-                and all(all_see(agents, n, "alive") for n in names),
-                DETECT_S, what="five agents to converge",
+                lambda: (
+                    all(set(a.members()) == names for a in agents)
+                    and all(all_see(agents, n, "alive") for n in names)
+                ),
+                DETECT_S,
+                what="five agents to converge",
             )
         except TimeoutError:
             pytest.fail(c.logs())
         yield c, agents
 
 
-def test_five_agents_converge_with_consul_member_shape(five: tuple[Cluster, list[GossamerAgent]]) -> None:
+def test_five_agents_converge_with_consul_member_shape(
+    five: tuple[Cluster, list[GossamerAgent]],
+) -> None:
     _, agents = five
     for a in agents:
         ms = a.members()
@@ -81,8 +91,17 @@ def test_cli_members_lists_all_five(five: tuple[Cluster, list[GossamerAgent]]) -
     r = cli(agents[1], "members")
     assert r.returncode == 0, r.stderr
     lines = r.stdout.splitlines()
-    assert lines[0].split() == ["Node", "Address", "Status", "Type", "Build", "Protocol", "DC",
-                                "Partition", "Segment"]
+    assert lines[0].split() == [
+        "Node",
+        "Address",
+        "Status",
+        "Type",
+        "Build",
+        "Protocol",
+        "DC",
+        "Partition",
+        "Segment",
+    ]
     assert [line.split()[0] for line in lines[1:]] == ["n1", "n2", "n3", "n4", "n5"]
     r = cli(agents[1], "members", "-status=failed")
     assert r.returncode == 2 and r.stdout == ""
@@ -103,15 +122,18 @@ def test_rtt_estimates_from_gossiped_coordinates(five: tuple[Cluster, list[Gossa
     assert 0.0 < ms < 100.0  # loopback
 
 
-def test_events_fired_on_one_agent_reach_every_agent(five: tuple[Cluster, list[GossamerAgent]]) -> None:
+def test_events_fired_on_one_agent_reach_every_agent(
+    five: tuple[Cluster, list[GossamerAgent]],
+) -> None:
     _, agents = five
     r = cli(agents[2], "event", "-name=deploy", "v2.1")
     assert r.returncode == 0, r.stderr
     event_id = r.stdout.strip().removeprefix("Event ID: ")
 
     def everywhere() -> bool:
-        return all(any(e["ID"] == event_id for e in a.get("/v1/event/list?name=deploy"))
-                   for a in agents)
+        return all(
+            any(e["ID"] == event_id for e in a.get("/v1/event/list?name=deploy")) for a in agents
+        )
 
     wait_for(everywhere, DETECT_S, what="the event on every agent")
     ev = next(e for e in agents[4].get("/v1/event/list") if e["ID"] == event_id)
@@ -145,27 +167,38 @@ def test_http_errors_are_consul_shaped(five: tuple[Cluster, list[GossamerAgent]]
     assert status == 400
 
 
-def test_sigkill_is_failed_leave_is_left_restart_is_alive(five: tuple[Cluster, list[GossamerAgent]]) -> None:
+def test_sigkill_is_failed_leave_is_left_restart_is_alive(
+    five: tuple[Cluster, list[GossamerAgent]],
+) -> None:
     c, agents = five
     victim, leaver = agents[3], agents[4]
     rest = agents[:3]
     victim.kill()
     try:
-        wait_for(lambda: all_see(rest + [leaver], victim.name, "failed"), DETECT_S,
-                 what="the SIGKILLed agent to be failed everywhere")
+        wait_for(
+            lambda: all_see([*rest, leaver], victim.name, "failed"),
+            DETECT_S,
+            what="the SIGKILLed agent to be failed everywhere",
+        )
     except TimeoutError:
         pytest.fail(c.logs())
 
     leaver.signal(signal.SIGINT)
     assert leaver.wait(DETECT_S) == 0, leaver.log()[-3000:]
-    wait_for(lambda: all_see(rest, leaver.name, "left"), DETECT_S,
-             what="the leaver to be left everywhere")
+    wait_for(
+        lambda: all_see(rest, leaver.name, "left"),
+        DETECT_S,
+        what="the leaver to be left everywhere",
+    )
     assert "gracefully leaving" in leaver.log()
 
     # same name, same address, same data dir: it refutes its death and is alive again
     c.restart(victim)
-    wait_for(lambda: all_see(rest + [victim], victim.name, "alive"), DETECT_S,
-             what="the restarted agent to be alive everywhere")
+    wait_for(
+        lambda: all_see([*rest, victim], victim.name, "alive"),
+        DETECT_S,
+        what="the restarted agent to be alive everywhere",
+    )
     # like serf, a (re)joining member does not learn of members that already left
     assert leaver.name not in victim.members()
     with open(os.path.join(victim.data_dir, "node-id")) as f:
@@ -200,15 +233,33 @@ def test_agent_start_errors_are_one_line() -> None:
     with cluster() as c:
         a = c.gossamer("busy")
         r = subprocess.run(
-            [sys.executable, "-m", "gossamer", "agent", "-node=x", "-bind=127.0.0.1",
-             f"-serf-lan-port={a.serf_port}", "-http-port=1", "-data-dir", c.root + "/x"],
-            capture_output=True, text=True, timeout=60, check=False,
+            [
+                sys.executable,
+                "-m",
+                "gossamer",
+                "agent",
+                "-node=x",
+                "-bind=127.0.0.1",
+                f"-serf-lan-port={a.serf_port}",
+                "-http-port=1",
+                "-data-dir",
+                c.root + "/x",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
         )
         assert r.returncode == 1
         assert r.stderr.strip().startswith("==> Failed to start the LAN gossip")
         assert "Traceback" not in r.stderr + r.stdout
-        r = subprocess.run([sys.executable, "-m", "gossamer", "agent", "-node=x"],
-                           capture_output=True, text=True, timeout=60, check=False)
+        r = subprocess.run(
+            [sys.executable, "-m", "gossamer", "agent", "-node=x"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
         assert r.returncode == 1 and r.stderr.strip() == "==> data_dir cannot be empty"
 
 
@@ -229,5 +280,8 @@ def test_encrypted_cluster_rotates_keys_and_persists_them() -> None:
         # b restarts with the old -encrypt flag: the persisted keyring wins, so it rejoins
         b.stop()
         c.restart(b)
-        wait_for(lambda: b.status_of("e-a") == "alive" and a.status_of("e-b") == "alive",
-                 DETECT_S, what="b back on the rotated key")
+        wait_for(
+            lambda: b.status_of("e-a") == "alive" and a.status_of("e-b") == "alive",
+            DETECT_S,
+            what="b back on the rotated key",
+        )
