@@ -57,7 +57,7 @@ __all__ = ["AgentAPI", "HTTPError", "HTTPServer", "Request", "Response", "field"
 log = logging.getLogger("gossamer.http")
 
 BODY_BYTES_MAX = 4 * 1024 * 1024
-HEAD_BYTES_MAX = 64 * 1024
+HEAD_BYTES_MAX = 32 * 1024
 CONNECTIONS_MAX = 1024
 READ_TIMEOUT_S = 30.0
 IDLE_TIMEOUT_S = 120.0
@@ -155,6 +155,12 @@ class HTTPServer:
         self._server = await asyncio.start_server(
             self._serve, self.host, self.port, limit=READ_CHUNK, reuse_address=True
         )
+
+    @property
+    def bound_port(self) -> int:
+        """The port actually bound (useful when started on port 0)."""
+        assert self._server is not None and self._server.sockets
+        return int(self._server.sockets[0].getsockname()[1])
 
     async def close(self) -> None:
         if self._server is not None:
