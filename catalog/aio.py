@@ -97,7 +97,7 @@ class Request:
 
 
 class AgentAPI(Protocol):
-    """What the HTTP API needs from the running agent (gossamer/runtime.py)."""
+    """What the HTTP API needs from the running agent (gossamer/aio.py)."""
 
     config: AgentConfig
     node_id: str

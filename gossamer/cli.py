@@ -1130,7 +1130,7 @@ def _run_agent(ctx: _Context) -> int:
         config.validate()
     except ConfigError as e:
         raise CommandError(f"==> {e}") from None
-    runtime = _import_lazily("gossamer.runtime")
+    runtime = _import_lazily("gossamer.aio")
     code: int = runtime.run_agent(config)
     return code
 

@@ -144,6 +144,17 @@ class GossamerAgent(Proc):
     def members(self) -> dict[str, dict[str, Any]]:
         return {m["Name"]: m for m in self.get("/v1/agent/members")}
 
+    def cli(self, *args: str, timeout_s: float = 60.0) -> subprocess.CompletedProcess[str]:
+        """``python -m gossamer <verb> -http-addr=<this agent> <rest...>``."""
+        verb, *rest = args
+        return subprocess.run(
+            [sys.executable, "-m", "gossamer", verb, f"-http-addr={self.http_addr}", *rest],
+            capture_output=True,
+            text=True,
+            timeout=timeout_s,
+            check=False,
+        )
+
     def status_of(self, node: str) -> str | None:
         m = self.members().get(node)
         return None if m is None else ["none", "alive", "leaving", "left", "failed"][m["Status"]]
@@ -160,6 +171,8 @@ class GossamerAgent(Proc):
 class SerfAgent(Proc):
     bind_port: int = 0
     rpc_port: int = 0
+    keyring_file: str = ""
+    """``-keyring-file`` when started with ``keyring=``; serf rewrites it on key changes."""
 
     @property
     def gossip_addr(self) -> str:
@@ -189,6 +202,12 @@ class SerfAgent(Proc):
     def status_of(self, node: str) -> str | None:
         m = self.members().get(node)
         return None if m is None else m["status"]
+
+    def keyring_keys(self) -> list[str]:
+        """The keys in this agent's keyring file, primary first (serf writes it that way)."""
+        with open(self.keyring_file) as f:
+            keys: list[str] = json.load(f)
+        return keys
 
     def ready(self) -> bool:
         try:
@@ -267,9 +286,14 @@ class Cluster:
         tags: dict[str, str] | None = None,
         extra: list[str] | tuple[str, ...] = (),
         start: bool = True,
+        keyring: list[str] | tuple[str, ...] | None = None,
     ) -> SerfAgent:
+        """``keyring``: base64 keys, primary first, written to ``<root>/<name>.keyring`` and
+        passed as ``-keyring-file`` (serf refuses ``-encrypt`` together with a keyring file)."""
         if SERF is None:
             raise RuntimeError("serf is not installed (apt-get install serf)")
+        if keyring is not None and encrypt:
+            raise ValueError("serf takes either encrypt= or keyring=, not both")
         bind_port = free_port()
         rpc_port = free_port()
         argv = [
@@ -285,6 +309,12 @@ class Cluster:
         argv += [f"-join={j}" for j in join]
         if encrypt:
             argv.append(f"-encrypt={encrypt}")
+        keyring_file = ""
+        if keyring is not None:
+            keyring_file = os.path.join(self.root, f"{name}.keyring")
+            with open(keyring_file, "w") as f:
+                json.dump(list(keyring), f)
+            argv.append(f"-keyring-file={keyring_file}")
         for k, v in (tags or {}).items():
             argv.append(f"-tag={k}={v}")
         argv += list(extra)
@@ -294,6 +324,7 @@ class Cluster:
             os.path.join(self.root, f"{name}.log"),
             bind_port=bind_port,
             rpc_port=rpc_port,
+            keyring_file=keyring_file,
         )
         self.procs.append(agent)
         if start:

@@ -506,6 +506,47 @@ def test_join_needs_an_address(consul: FakeConsul, capsys: pytest.CaptureFixture
     assert consul.requests == []
 
 
+def test_event_fires_with_payload_and_filters(
+    consul: FakeConsul, capsys: pytest.CaptureFixture[str]
+) -> None:
+    consul.route("GET", "/v1/agent/self", {"Config": {"NodeName": "n1"}})
+    consul.route("PUT", "/v1/event/fire/deploy", {"ID": "abc-123", "Name": "deploy"})
+    assert run(consul, "event", "-name=deploy", "-node=web.*", "v2") == 0
+    assert capsys.readouterr() == ("Event ID: abc-123\n", "")
+    fire = consul.requests[-1]
+    assert (fire.method, fire.path, fire.body) == ("PUT", "/v1/event/fire/deploy", b"v2")
+    assert fire.query == {"node": ["web.*"]}
+    # the name may also come first, as the issue writes it
+    assert run(consul, "event", "deploy") == 0
+    assert consul.requests[-1].body == b""
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        ((), "Event name must be specified"),
+        (("-name=x", "-tag=a"), "Cannot provide tag filter without service filter."),
+        (("-name=x", "-node=("), "Failed to compile node filter regexp"),
+        (("-name=x", "a", "b"), "Too many command line arguments."),
+    ],
+)
+def test_event_usage_errors(
+    consul: FakeConsul, capsys: pytest.CaptureFixture[str], args: tuple[str, ...], message: str
+) -> None:
+    assert run(consul, "event", *args) == 1
+    assert capsys.readouterr().err.startswith(message)
+    assert consul.requests == []
+
+
+def test_event_fire_error(consul: FakeConsul, capsys: pytest.CaptureFixture[str]) -> None:
+    consul.route("GET", "/v1/agent/self", {"Config": {"NodeName": "n1"}})
+    consul.route("PUT", "/v1/event/fire/x", "user event exceeds limit", 500)
+    assert run(consul, "event", "x") == 1
+    assert capsys.readouterr().err == (
+        "Error firing event: Unexpected response code: 500 (user event exceeds limit)\n"
+    )
+
+
 def test_leave(consul: FakeConsul, capsys: pytest.CaptureFixture[str]) -> None:
     consul.route("PUT", "/v1/agent/leave")
     assert run(consul, "leave") == 0
@@ -847,6 +888,7 @@ def test_help_lists_verbs(argv: list[str], capsys: pytest.CaptureFixture[str]) -
     assert verbs == [
         "agent",
         "demo",
+        "event",
         "force-leave",
         "join",
         "keygen",
@@ -928,9 +970,9 @@ def fake_runtime(monkeypatch: pytest.MonkeyPatch) -> list[AgentConfig]:
         started.append(config)
         return 0
 
-    module = types.ModuleType("gossamer.runtime")
+    module = types.ModuleType("gossamer.aio")
     module.run_agent = run_agent  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "gossamer.runtime", module)
+    monkeypatch.setitem(sys.modules, "gossamer.aio", module)
     return started
 
 
@@ -1005,9 +1047,9 @@ def test_agent_dev(fake_runtime: list[AgentConfig]) -> None:
 
 
 def test_agent_returns_the_runtime_status(monkeypatch: pytest.MonkeyPatch) -> None:
-    module = types.ModuleType("gossamer.runtime")
+    module = types.ModuleType("gossamer.aio")
     module.run_agent = lambda config: 3  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "gossamer.runtime", module)
+    monkeypatch.setitem(sys.modules, "gossamer.aio", module)
     assert main(["agent", "-node", "n1"]) == 3
 
 

@@ -1,4 +1,5 @@
-"""The agent process: the gossip core on its sockets, the HTTP API, signals, joins, logs.
+"""The agent process, the asyncio driver of the agent: the gossip core on its sockets, the
+HTTP API, signals, joins, logs.
 
 Lifecycle, following Consul's agent command:
 
