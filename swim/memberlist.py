@@ -355,6 +355,9 @@ class Memberlist:
         self.timers.run_due(now)
 
     def next_deadline(self) -> float | None:
+        # After stop() no timer runs again; a stale deadline would make a driver spin.
+        if self.shutdown:
+            return None
         return self.timers.next_deadline()
 
     def take_effects(self) -> list[Effect]:

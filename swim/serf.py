@@ -332,6 +332,7 @@ class Serf:
         )
         self._leave_request: int | None = None
         self._leave_phase = ""
+        self._force_leaves: dict[int, None] = {}
 
     # ------------------------------------------------------------------ core contract
 
@@ -380,6 +381,9 @@ class Serf:
         self.timers.run_due(now)
 
     def next_deadline(self) -> float | None:
+        # After shutdown no timer runs again; a stale deadline would make a driver spin.
+        if self.state == SerfState.SHUTDOWN:
+            return None
         return self.timers.next_deadline()
 
     def take_effects(self) -> list[Effect]:
@@ -400,6 +404,8 @@ class Serf:
             self.outbox.append(QueryFinished(event.request_id, (), ()))
         elif isinstance(event, KeyOperationRequested):
             self.outbox.append(KeyOperationCompleted(event.request_id, 0, 0, 0, error=why))
+        elif isinstance(event, RespondToQuery):
+            self.outbox.append(QueryResponded(event.query_token, why))
 
     # ------------------------------------------------------------------ public views
 
@@ -796,6 +802,19 @@ class Serf:
         self.ml.stop()
         for key in ("reap", "reconnect", "queue-check", "leave", "leave-step"):
             self.timers.cancel(key)
+        # Rule 4: no timer runs after this, so requests still in flight get their one
+        # answer now: queries close with what they have, leaves and force-leaves end.
+        for t in list(self.queries.values()):
+            self._close_query(t)
+        for force_id in list(self._force_leaves):
+            self.timers.cancel(("force-leave", force_id))
+            self.outbox.append(RequestCompleted(force_id, "Serf is shut down"))
+        self._force_leaves.clear()
+        leave_id, self._leave_request = self._leave_request, None
+        if leave_id is not None:
+            done = self._leave_phase == "propagate"
+            self._leave_phase = ""
+            self.outbox.append(LeaveCompleted(leave_id, "" if done else "Serf is shut down"))
 
     def set_tags(self, tags: dict[str, str]) -> str:
         if len(sm.encode_tags(tags)) > 512:
@@ -816,13 +835,16 @@ class Serf:
         def sent() -> None:
             if key in self.timers:
                 self.timers.cancel(key)
+                self._force_leaves.pop(ev.request_id, None)
                 self.outbox.append(RequestCompleted(ev.request_id))
 
         def timeout(now: float) -> None:
+            self._force_leaves.pop(ev.request_id, None)
             self.outbox.append(
                 RequestCompleted(ev.request_id, "timed out broadcasting node removal")
             )
 
+        self._force_leaves[ev.request_id] = None
         self.timers.set(key, self.now + self.config.broadcast_timeout_s, timeout)
         self._broadcast(msg, on_finished=sent)
 
@@ -1248,6 +1270,8 @@ class Serf:
 
         def on_close() -> None:
             self.timers.cancel("conflict")
+            if self.state == SerfState.SHUTDOWN:
+                return  # shut down for another reason while the vote was running
             majority = votes["responses"] // 2 + 1
             if votes["matching"] >= majority:
                 log.info("%s: majority in name conflict resolution %s", self.name, votes)

@@ -19,15 +19,18 @@ from __future__ import annotations
 
 import hashlib
 import heapq
+import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from gossamer.core import Effect, Event, TimerExpired
 from swim import codec
+from swim.config import SwimConfig
 from swim.events import (
     Address,
     CloseStream,
+    JoinRequested,
     OpenStream,
     PacketReceived,
     SendPacket,
@@ -37,11 +40,15 @@ from swim.events import (
     StreamResponseReceived,
 )
 from swim.keyring import Keyring
+from swim.memberlist import Memberlist
+from swim.serf import Serf, SerfConfig
 
 __all__ = [
     "Datagram",
+    "FakePeer",
     "Net",
     "addr_of",
+    "alive_packet",
     "make_serf",
     "memberlist_cluster",
     "messages_in",
@@ -100,6 +107,8 @@ class Net:
         self._streams: dict[tuple[Address, int], tuple[Address, int]] = {}
         self._next_inbound = 1000
         self._generation: dict[Address, int] = {}
+        self.watchers: list[Callable[[Address], None]] = []
+        """Called with the address after every input a core handled (invariant checkers)."""
 
     # ------------------------------------------------------------------ topology
 
@@ -159,6 +168,8 @@ class Net:
             return
         core.handle(self.now, ev)
         self._drain(addr)
+        for w in self.watchers:
+            w(addr)
 
     def call(self, addr: Address, fn: Callable[[Any], None]) -> None:
         """Run a direct API call on a core (e.g. ``Memberlist.join``) at the current time and
@@ -225,6 +236,8 @@ class Net:
             inbound = self._next_inbound
             self._streams[(dst, inbound)] = (src, eff.stream_id)
             self._later(dst, StreamRequestReceived(inbound, eff.data, src))
+            # the driver gives up on an unanswered stream at its deadline
+            self.at(self.now + eff.timeout_s, lambda: self._stream_timeout(dst, inbound))
         elif isinstance(eff, SendStreamResponse | CloseStream):
             back = self._streams.pop((src, eff.stream_id), None)
             if back is not None:
@@ -233,6 +246,11 @@ class Net:
                     self._later(origin, StreamResponseReceived(sid, eff.data))
                 else:
                     self._later(origin, StreamFailed(sid, "EOF"))
+
+    def _stream_timeout(self, dst: Address, inbound: int) -> None:
+        back = self._streams.pop((dst, inbound), None)
+        if back is not None:
+            self.deliver(back[0], StreamFailed(back[1], "i/o timeout"))
 
     def run_until(self, t: float) -> None:
         while self.q and self.q[0].t <= t:
@@ -267,21 +285,62 @@ class Net:
         return h.hexdigest()
 
 
+# --------------------------------------------------------------------------- a scripted peer
+
+
+class FakePeer:
+    """A minimal memberlist speaker for scripted tests: it acks pings addressed to it (like a
+    live node whose only job is to be reachable) and records every message it receives;
+    it never gossips, refutes or relays. ``ack`` can be turned off to play dead."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.ack = True
+        self.received: list[tuple[float, Address, codec.Message | bytes]] = []
+        self._out: list[Effect] = []
+
+    def handle(self, now: float, event: Event) -> None:
+        if not isinstance(event, PacketReceived):
+            return
+        for m in messages_in(event.data):
+            self.received.append((now, event.addr, m))
+            if isinstance(m, codec.Ping) and self.ack and m.node in ("", self.name):
+                to = event.addr
+                if m.source_addr and m.source_port:
+                    to = (".".join(str(b) for b in m.source_addr), m.source_port)
+                self._out.append(SendPacket(to, codec.Ack(m.seq_no, None).encode()))
+
+    def next_deadline(self) -> float | None:
+        return None
+
+    def take_effects(self) -> list[Effect]:
+        out, self._out = self._out, []
+        return out
+
+
+def alive_packet(name: str, addr: Address, incarnation: int = 1, meta: bytes = b"") -> bytes:
+    """An uncompressed, unencrypted UDP datagram carrying one alive message."""
+    return codec.Alive(
+        incarnation,
+        name,
+        bytes(int(x) for x in addr[0].split(".")),
+        addr[1],
+        meta,
+        bytes((1, 5, 2, 0, 0, 0)),
+    ).encode()
+
+
 # --------------------------------------------------------------------------- cluster builders
 
 
 def addr_of(i: int) -> Address:
-    return ("10.0.0.%d" % (i + 1), 7946)
+    return (f"10.0.0.{i + 1}", 7946)
 
 
 def memberlist_cluster(
-    net: Net, n: int, config: Any, *, seed: int = 0, join: bool = True, first: int = 0
-) -> list[Any]:
+    net: Net, n: int, config: SwimConfig, *, seed: int = 0, join: bool = True, first: int = 0
+) -> list[Memberlist]:
     """``n`` plain Memberlist cores named m<i> at addr_of(i); each joins the first one."""
-    import random
-
-    from swim.memberlist import Memberlist
-
     cores = []
     for i in range(first, first + n):
         rng = random.Random(seed * 1000 + i)
@@ -302,19 +361,15 @@ def memberlist_cluster(
 def make_serf(
     net: Net,
     i: int,
-    config: Any,
+    config: SerfConfig,
     *,
     seed: int = 0,
     tags: dict[str, str] | None = None,
     keyring: Keyring | None = None,
     name: str | None = None,
     addr: Address | None = None,
-) -> Any:
+) -> Serf:
     """A started Serf core named s<i> at addr_of(i), attached to the network."""
-    import random
-
-    from swim.serf import Serf
-
     rng = random.Random(seed * 1000 + i)
     a = addr if addr is not None else addr_of(i)
     s = Serf(
@@ -335,16 +390,14 @@ def make_serf(
 def serf_cluster(
     net: Net,
     n: int,
-    config: Any,
+    config: SerfConfig,
     *,
     seed: int = 0,
     first: int = 0,
     keyring_keys: list[bytes] | None = None,
     tags: Callable[[int], dict[str, str]] | None = None,
-) -> list[Any]:
+) -> list[Serf]:
     """``n`` Serf cores s<first>..; each asks the first to join (a JoinRequested event)."""
-    from swim.events import JoinRequested
-
     cores = [
         make_serf(
             net,

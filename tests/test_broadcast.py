@@ -6,6 +6,8 @@ through what ``get`` hands out, which is the only thing the order is for.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -19,7 +21,7 @@ class Finished:
     def __init__(self) -> None:
         self.names: list[str] = []
 
-    def cb(self, name: str):  # type: ignore[no-untyped-def]
+    def cb(self, name: str) -> Callable[[], None]:
         return lambda: self.names.append(name)
 
 

@@ -74,7 +74,9 @@ def test_suspicion_timeout_is_at_least_one_scale_unit_for_tiny_clusters() -> Non
         (4, 100, 12),
     ],
 )
-def test_retransmit_limit_is_mult_times_ceil_log10_n_plus_1(mult: int, n: int, expected: int) -> None:
+def test_retransmit_limit_is_mult_times_ceil_log10_n_plus_1(
+    mult: int, n: int, expected: int
+) -> None:
     assert retransmit_limit(mult, n) == expected
 
 
