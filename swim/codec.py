@@ -11,13 +11,16 @@ Rules:
    encodes a struct: a map keyed by Go field names in byte-wise sorted order, strings and
    ``[]byte`` both as old-spec raw (``a0``-``bf``, ``da``, ``db``; never ``d9`` or bin).
    :func:`pack` does exactly that; message classes build their maps in sorted order.
-2. Decoding is lenient where Go is (unknown keys skipped, missing keys zero, str8/bin
-   accepted, trailing bytes after the value ignored) and strict where Python would
-   otherwise crash later (wrong types, out-of-range integers): such input raises
+2. Decoding is lenient where Go is (unknown keys skipped, missing keys zero, nil for a whole
+   struct zero, str8/bin accepted, trailing bytes after the value ignored) and strict where
+   Python would otherwise crash later (wrong types, out-of-range integers): such input raises
    :class:`DecodeError`, which cores count and drop. Nothing else escapes a decoder.
 3. Every length is bounded: a UDP packet by :data:`PACKET_BYTES_MAX`, an inflated payload
    by :data:`INFLATE_BYTES_MAX`, a stream by :data:`STREAM_BYTES_MAX` (Go's
-   ``maxPushStateBytes``), nesting of compound/compress by :data:`NESTING_MAX`.
+   ``maxPushStateBytes``), nesting of compound/compress by :data:`NESTING_MAX`. Within one
+   UDP packet all compress layers share :data:`PACKET_INFLATE_BYTES_MAX` and all parts
+   :data:`PACKET_PARTS_MAX`, so nesting cannot multiply them; a push/pull lists at most
+   :data:`PUSH_PULL_NODES_MAX` nodes.
 4. Node names and other Go strings may be arbitrary bytes; we keep them as ``str`` decoded
    with ``surrogateescape`` so they round-trip exactly.
 """
@@ -41,6 +44,9 @@ __all__ = [
     "INFLATE_BYTES_MAX",
     "NESTING_MAX",
     "PACKET_BYTES_MAX",
+    "PACKET_INFLATE_BYTES_MAX",
+    "PACKET_PARTS_MAX",
+    "PUSH_PULL_NODES_MAX",
     "STREAM_BYTES_MAX",
     "Ack",
     "Alive",
@@ -66,8 +72,8 @@ __all__ = [
     "seal_packet",
     "seal_stream",
     "split_compound",
-    "unpack",
     "stream_frame_length",
+    "unpack",
 ]
 
 PACKET_BYTES_MAX = 65536
@@ -78,6 +84,14 @@ INFLATE_BYTES_MAX = STREAM_BYTES_MAX
 """Largest inflated compress payload (bounds decompression bombs)."""
 NESTING_MAX = 4
 """compound/compress wrappers nest at most this deep (Go recurses without bound)."""
+PACKET_INFLATE_BYTES_MAX = PACKET_BYTES_MAX * 16
+"""All compress layers of one UDP packet together inflate to at most this (nested bombs)."""
+PACKET_PARTS_MAX = 1024
+"""Messages (plus dropped parts) one UDP packet may yield in all. memberlist sends at most
+255 (one compound); nested compounds could otherwise carry ~100k tiny messages."""
+PUSH_PULL_NODES_MAX = 1 << 17
+"""Most node states one push/pull may list: above any memberlist pool, and it stops a few
+kilobytes of compressed ``{}`` maps from decoding into millions of objects."""
 META_BYTES_MAX = 512
 """ML/net.go MetaMaxSize."""
 U8, U16, U32 = 0xFF, 0xFFFF, 0xFFFFFFFF
@@ -118,7 +132,8 @@ _packer = msgpack.Packer(use_bin_type=False, autoreset=True)
 
 def pack(obj: Any) -> bytes:
     """msgpack with Go's old-spec raw strings (str and bytes both become raw)."""
-    return _packer.pack(obj)
+    out: bytes = _packer.pack(obj)
+    return out
 
 
 def unpack(body: bytes | memoryview) -> Any:
@@ -195,6 +210,8 @@ def decode_struct(body: bytes | memoryview | Any, spec: Spec) -> dict[str, Any]:
 
 
 def struct_fields(m: Any, spec: Spec) -> dict[str, Any]:
+    if m is None:
+        m = {}  # go-msgpack 0.5.5 decodes nil into a struct as its zero value, no error
     if not isinstance(m, dict):
         raise DecodeError("expected a msgpack map")
     out: dict[str, Any] = {}
@@ -522,7 +539,7 @@ def _decode_push_pull(buf: bytes) -> PushPull:
         header = struct_fields(up.unpack(), _PUSH_HEADER_SPEC)
         n = header["nodes"]
         user_len = header["user_state_len"]
-        if not 0 <= n <= len(buf) or not 0 <= user_len <= len(buf):
+        if not 0 <= n <= min(len(buf), PUSH_PULL_NODES_MAX) or not 0 <= user_len <= len(buf):
             raise DecodeError("push/pull header counts out of range")
         nodes = []
         for _ in range(n):
@@ -564,7 +581,7 @@ def split_compound(buf: bytes) -> tuple[list[bytes], int]:
         raise DecodeError("truncated len slice")
     lengths = struct.unpack_from(f">{n}H", buf, 1)
     off = 1 + 2 * n
-    parts = []
+    parts: list[bytes] = []
     for i, ln in enumerate(lengths):
         if len(buf) - off < ln:
             return parts, n - i
@@ -652,32 +669,57 @@ def open_packet(buf: bytes, keyring: Keyring | None, verify_incoming: bool = Tru
             out.dropped.append("bad checksum")
             return out
         out.had_crc = True
-    _unwrap(buf, out, 0)
+    _Unwrapper(out).unwrap(buf, 0)
     return out
 
 
-def _unwrap(buf: bytes, out: Opened, depth: int) -> None:
-    if not buf:
-        out.dropped.append("empty message")
-        return
-    t = buf[0]
-    if t == MsgType.COMPOUND or t == MsgType.COMPRESS:
-        if depth >= NESTING_MAX:
-            out.dropped.append("nesting too deep")
+class _Unwrapper:
+    """Flattens compound/compress layers of one packet within a shared budget: nesting must
+    not multiply the inflate limit or the number of parts (rule 3)."""
+
+    __slots__ = ("inflate_left", "out", "parts_left")
+
+    def __init__(self, out: Opened) -> None:
+        self.out = out
+        self.inflate_left = PACKET_INFLATE_BYTES_MAX
+        self.parts_left = PACKET_PARTS_MAX
+
+    def unwrap(self, buf: bytes, depth: int) -> None:
+        out = self.out
+        if self.parts_left <= 0:
+            if self.parts_left == 0:  # report once, then ignore the rest
+                out.dropped.append("too many messages in one packet")
+                self.parts_left = -1
             return
-        try:
-            if t == MsgType.COMPOUND:
-                parts, trunc = split_compound(buf[1:])
-                if trunc:
-                    out.dropped.append(f"compound: {trunc} truncated parts")
-                for p in parts:
-                    _unwrap(p, out, depth + 1)
-            else:
-                _unwrap(inflate(buf[1:], PACKET_BYTES_MAX * 16), out, depth + 1)
-        except DecodeError as e:
-            out.dropped.append(e.reason)
-        return
-    out.messages.append(buf)
+        self.parts_left -= 1
+        if not buf:
+            out.dropped.append("empty message")
+            return
+        t = buf[0]
+        if t == MsgType.COMPOUND or t == MsgType.COMPRESS:
+            if depth >= NESTING_MAX:
+                out.dropped.append("nesting too deep")
+                return
+            try:
+                if t == MsgType.COMPOUND:
+                    parts, trunc = split_compound(buf[1:])
+                    if trunc:
+                        out.dropped.append(f"compound: {trunc} truncated parts")
+                    for p in parts:
+                        self.unwrap(p, depth + 1)
+                else:
+                    try:
+                        inner = inflate(buf[1:], self.inflate_left)
+                    except DecodeError:
+                        # it may have inflated up to the whole budget before failing
+                        self.inflate_left = 0
+                        raise
+                    self.inflate_left -= len(inner)
+                    self.unwrap(inner, depth + 1)
+            except DecodeError as e:
+                out.dropped.append(e.reason)
+            return
+        out.messages.append(buf)
 
 
 # --------------------------------------------------------------------------- streams
@@ -713,12 +755,14 @@ def stream_frame_length(buf: bytes) -> int | None:
         if n > STREAM_BYTES_MAX:
             raise DecodeError(f"Remote node state is larger than limit ({n})")
         return 5 + n if len(buf) >= 5 + n else None
+    # Other frames are at most STREAM_BYTES_MAX long in all: look no further (and never feed
+    # the unpacker more than its buffer limit, which would raise BufferFull).
     up = msgpack.Unpacker(raw=True, strict_map_key=False, max_buffer_size=STREAM_BYTES_MAX)
-    up.feed(memoryview(buf)[1:])
+    up.feed(memoryview(buf)[1:STREAM_BYTES_MAX])
     try:
         if t in (MsgType.COMPRESS, MsgType.PING, MsgType.ACK, MsgType.ERR):
             up.skip()
-            return 1 + up.tell()
+            return 1 + int(up.tell())
         if t == MsgType.USER:
             h = struct_fields(up.unpack(), ((b"UserMsgLen", "n", "int"),))
             end = 1 + up.tell() + h["n"]
@@ -727,7 +771,7 @@ def stream_frame_length(buf: bytes) -> int | None:
             return end if len(buf) >= end else None
         if t == MsgType.PUSH_PULL:
             h = struct_fields(up.unpack(), _PUSH_HEADER_SPEC)
-            if not 0 <= h["nodes"] <= STREAM_BYTES_MAX or not 0 <= h["user_state_len"]:
+            if not 0 <= h["nodes"] <= PUSH_PULL_NODES_MAX or h["user_state_len"] < 0:
                 raise DecodeError("push/pull header counts out of range")
             for _ in range(h["nodes"]):
                 up.skip()
@@ -736,6 +780,8 @@ def stream_frame_length(buf: bytes) -> int | None:
                 raise DecodeError("push/pull larger than limit")
             return end if len(buf) >= end else None
     except msgpack.OutOfData:
+        if len(buf) >= STREAM_BYTES_MAX:
+            raise DecodeError("stream frame larger than limit") from None
         return None
     except DecodeError:
         raise
@@ -747,8 +793,8 @@ def stream_frame_length(buf: bytes) -> int | None:
 def user_stream_body(payload: bytes) -> bytes:
     """The body of a stream user message (after its 08 byte): msgpack {UserMsgLen} + bytes."""
     up = msgpack.Unpacker(raw=True, strict_map_key=False, max_buffer_size=STREAM_BYTES_MAX)
-    up.feed(payload)
     try:
+        up.feed(payload)  # BufferFull past STREAM_BYTES_MAX, reported below as DecodeError
         n = struct_fields(up.unpack(), ((b"UserMsgLen", "n", "int"),))["n"]
     except msgpack.OutOfData:
         raise DecodeError("truncated user message header") from None
@@ -763,9 +809,7 @@ def user_stream_body(payload: bytes) -> bytes:
     return body
 
 
-def open_stream(
-    frame: bytes, keyring: Keyring | None, verify_incoming: bool = True
-) -> Message:
+def open_stream(frame: bytes, keyring: Keyring | None, verify_incoming: bool = True) -> Message:
     """One complete stream frame -> its message. Raises DecodeError with memberlist's texts."""
     if not frame:
         raise DecodeError("empty stream")

@@ -25,8 +25,8 @@ from gossamer.core import Entropy
 
 __all__ = [
     "ENCRYPT_OVERHEAD_V1",
-    "KeyringError",
     "Keyring",
+    "KeyringError",
     "decrypt",
     "encrypt",
     "encrypted_length",

@@ -12,16 +12,25 @@ from typing import Any, ClassVar
 
 import msgpack
 
-from swim.codec import DecodeError, Spec, _s, decode_struct, pack, struct_fields, unpack
+from swim.codec import (
+    PUSH_PULL_NODES_MAX,
+    DecodeError,
+    Spec,
+    _s,
+    decode_struct,
+    pack,
+    struct_fields,
+    unpack,
+)
 
 __all__ = [
     "QUERY_FLAG_ACK",
     "QUERY_FLAG_NO_BROADCAST",
     "ConflictMember",
+    "Join",
     "KeyRequest",
     "KeyResponse",
     "Leave",
-    "Join",
     "PushPullState",
     "Query",
     "QueryResponse",
@@ -39,6 +48,16 @@ QUERY_FLAG_ACK = 1
 QUERY_FLAG_NO_BROADCAST = 2
 TAG_MAGIC = 0xFF
 U64 = (1 << 64) - 1
+
+# Bounds on a remote Serf push/pull state (SERF/delegate.go LocalState). Go has none; without
+# them a few kilobytes of compressed stream decode into millions of entries, each of which
+# Serf then applies (and user events are deduplicated by a linear scan per LTime slot).
+MEMBERS_MAX = PUSH_PULL_NODES_MAX
+"""Most entries in LeftMembers and in StatusLTimes (one per member)."""
+EVENT_SLOTS_MAX = 1 << 16
+"""Most slots in Events (the sender's EventBuffer; Serf's default is 512)."""
+EVENTS_MAX = 4096
+"""Most user events in all slots together."""
 
 
 class SerfType(IntEnum):
@@ -330,6 +349,8 @@ def _ltime(m: dict[bytes, Any], key: bytes = b"LTime") -> int:
 
 def _map(body: bytes) -> dict[bytes, Any]:
     m = unpack(body)
+    if m is None:
+        return {}  # nil decodes into a zero struct (go-msgpack 0.5.5); serf sends 06 c0
     if not isinstance(m, dict):
         raise DecodeError("expected a msgpack map")
     return m
@@ -371,7 +392,9 @@ def decode_serf(buf: bytes) -> SerfMessage | Relay:
         return KeyRequest(**decode_struct(body, KeyRequest.SPEC))
     if t == SerfType.KEY_RESPONSE:
         m = _map(body)
-        return KeyResponse(keys=_str_list(m.get(b"Keys"), "Keys"), **struct_fields(m, KeyResponse.SPEC))
+        return KeyResponse(
+            keys=_str_list(m.get(b"Keys"), "Keys"), **struct_fields(m, KeyResponse.SPEC)
+        )
     if t == SerfType.CONFLICT_RESPONSE:
         m = _map(body)
         f = struct_fields(m, ConflictMember.SPEC)
@@ -417,17 +440,29 @@ def _tag_map(v: Any) -> dict[str, str]:
 
 def _decode_push_pull_state(body: bytes) -> PushPullState:
     m = _map(body)
-    st = m.get(b"StatusLTimes") or {}
+    st = m.get(b"StatusLTimes")
+    if st is None:
+        st = {}
     if not isinstance(st, dict):
         raise DecodeError("StatusLTimes: expected a map")
+    if len(st) > MEMBERS_MAX:
+        raise DecodeError(f"StatusLTimes: more than {MEMBERS_MAX} members")
     status: dict[str, int] = {}
     for k, v in st.items():
         if not isinstance(k, bytes):
             raise DecodeError("StatusLTimes: expected string keys")
         status[k.decode("utf-8", "surrogateescape")] = _u64(v, "StatusLTimes")
-    raw_events = m.get(b"Events") or []
+    raw_events = m.get(b"Events")
+    if raw_events is None:
+        raw_events = []
     if not isinstance(raw_events, list):
         raise DecodeError("Events: expected a list")
+    if len(raw_events) > EVENT_SLOTS_MAX:
+        raise DecodeError(f"Events: more than {EVENT_SLOTS_MAX} slots")
+    left = m.get(b"LeftMembers")
+    if isinstance(left, list) and len(left) > MEMBERS_MAX:
+        raise DecodeError(f"LeftMembers: more than {MEMBERS_MAX} members")
+    n_events = 0
     events: list[tuple[int, tuple[tuple[str, bytes], ...]] | None] = []
     for e in raw_events:
         if e is None:
@@ -435,9 +470,14 @@ def _decode_push_pull_state(body: bytes) -> PushPullState:
             continue
         if not isinstance(e, dict):
             raise DecodeError("Events: expected maps")
-        evs = e.get(b"Events") or []
+        evs = e.get(b"Events")
+        if evs is None:
+            evs = []
         if not isinstance(evs, list):
             raise DecodeError("Events.Events: expected a list")
+        n_events += len(evs)
+        if n_events > EVENTS_MAX:
+            raise DecodeError(f"Events: more than {EVENTS_MAX} user events")
         items = []
         for ue in evs:
             f = struct_fields(ue, ((b"Name", "name", "str"), (b"Payload", "payload", "bytes")))
@@ -446,7 +486,7 @@ def _decode_push_pull_state(body: bytes) -> PushPullState:
     return PushPullState(
         ltime=_ltime(m),
         status_ltimes=status,
-        left_members=_str_list(m.get(b"LeftMembers"), "LeftMembers"),
+        left_members=_str_list(left, "LeftMembers"),
         event_ltime=_ltime(m, b"EventLTime"),
         events=tuple(events),
         query_ltime=_ltime(m, b"QueryLTime"),
