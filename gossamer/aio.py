@@ -25,7 +25,6 @@ import json
 import logging
 import os
 import random
-import re
 import signal
 import sys
 import time
@@ -33,7 +32,7 @@ import uuid
 from typing import Any
 
 from catalog.aio import HTTPServer
-from gossamer import __version__
+from gossamer import __version__, goregexp
 from gossamer.agent import (
     CONSUL_EVENT_PREFIX,
     agent_tags,
@@ -361,9 +360,9 @@ class Agent:
     def _event_matches(self, ev: dict[str, Any]) -> bool:
         if ev["NodeFilter"]:
             try:
-                if re.search(ev["NodeFilter"], self.config.node_name) is None:
+                if not goregexp.search(ev["NodeFilter"], self.config.node_name):
                     return False
-            except re.error:
+            except goregexp.RegexpError:
                 return False
         # no local services until the catalog arrives, so a service filter cannot match
         return not ev["ServiceFilter"]
@@ -377,8 +376,8 @@ class Agent:
             err = "Cannot provide tag filter without service filter"
         for what, rx in (("node", node), ("service", service), ("tag", tag)):
             try:
-                re.compile(rx)
-            except re.error as e:
+                goregexp.compile_check(rx)
+            except goregexp.RegexpError as e:
                 err = err or f"Invalid {what} filter: {e}"
         if err:
             return None, err

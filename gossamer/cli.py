@@ -44,6 +44,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 
 import gossamer
+from gossamer import goregexp
 
 __all__ = [
     "ApiClient",
@@ -873,8 +874,8 @@ def _run_event(ctx: _Context) -> int:
     for what, rx in (("node", node), ("service", service), ("tag", tag)):
         if rx:
             try:
-                re.compile(rx)
-            except re.error as e:
+                goregexp.compile_check(rx)
+            except goregexp.RegexpError as e:
                 raise CommandError(f"Failed to compile {what} filter regexp: {e}") from None
     if tag and not service:
         raise CommandError("Cannot provide tag filter without service filter.")

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -270,27 +269,21 @@ class GossipDriver:
 
 async def _read_frame(reader: asyncio.StreamReader) -> bytes | None:
     """Read exactly one memberlist stream frame; None on a clean EOF before any byte."""
+    frames = codec.FrameReader()
     buf = bytearray()
     while True:
-        if buf:
-            n = codec.stream_frame_length(bytes(buf))
-            if n is not None:
-                return bytes(buf[:n])
         chunk = await reader.read(READ_CHUNK)
         if not chunk:
             if not buf:
                 return None
             raise codec.DecodeError("EOF in the middle of a frame")
         buf += chunk
-        if len(buf) > codec.STREAM_BYTES_MAX + 5:
-            raise codec.DecodeError("stream frame larger than limit")
+        n = frames.feed(chunk)
+        if n is not None:
+            return bytes(buf[:n])
 
 
 def _describe(e: BaseException, addr: tuple[str, int]) -> str:
     if isinstance(e, ConnectionRefusedError):
         return f"dial tcp {addr[0]}:{addr[1]}: connect: connection refused"
     return str(e) or type(e).__name__
-
-
-def replace_request_id(ev: Event, rid: int) -> Event:
-    return dataclasses.replace(ev, request_id=rid)  # type: ignore[type-var]

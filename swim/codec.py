@@ -54,6 +54,7 @@ __all__ = [
     "Dead",
     "DecodeError",
     "ErrResp",
+    "FrameReader",
     "IndirectPing",
     "Message",
     "MsgType",
@@ -739,55 +740,123 @@ def seal_stream(
     return msg
 
 
-def stream_frame_length(buf: bytes) -> int | None:
-    """Length of the first complete stream frame in ``buf``, or None if more bytes are needed.
+class FrameReader:
+    """Finds where one stream frame ends while its bytes arrive in pieces.
 
     Streams carry no length prefix (except the encrypt frame), so we parse as far as the
-    frame's own structure says. Raises DecodeError for a frame that can never be valid.
+    frame's own structure says. Parsing is incremental: each :meth:`feed` resumes where the
+    last stopped (a msgpack value cut by a read is retried alone), so reading a 20 MiB
+    push/pull costs one pass, not one pass per read. Raises DecodeError for a frame that can
+    never be valid, including one longer than :data:`STREAM_BYTES_MAX`.
     """
-    if not buf:
-        return None
-    t = buf[0]
-    if t == MsgType.ENCRYPT:
-        if len(buf) < 5:
+
+    __slots__ = ("_end", "_fixed", "_head", "_nodes_left", "_stage", "_type", "_up", "received")
+
+    def __init__(self) -> None:
+        self.received = 0
+        self._type: int | None = None
+        self._up: Any = None
+        self._stage = 0
+        self._nodes_left = 0
+        self._fixed = 0
+        """Bytes after the msgpack part that complete the frame (user state, user message)."""
+        self._end: int | None = None
+        self._head = b""
+        """The first bytes of an encrypt frame, until its 5-byte header is complete."""
+
+    def feed(self, data: bytes) -> int | None:
+        """Add bytes; the total frame length once it is known and fully received, else None."""
+        if data:
+            if self._type is None:
+                self._type = data[0]
+                if self._type not in _STREAM_TYPES:
+                    raise DecodeError(f"Received invalid msgType ({self._type})")
+                if self._type != MsgType.ENCRYPT:
+                    self._up = msgpack.Unpacker(
+                        raw=True, strict_map_key=False, max_buffer_size=STREAM_BYTES_MAX
+                    )
+                body = data[1:]
+                self.received = 1
+            else:
+                body = data
+            room = STREAM_BYTES_MAX - self.received
+            if self._up is not None and self._end is None:
+                self._up.feed(body[: max(0, room)])
+            elif self._type == MsgType.ENCRYPT and len(self._head) < 4:
+                self._head += body[: 4 - len(self._head)]
+            self.received += len(body)
+        if self._type is None:
             return None
-        (n,) = struct.unpack_from(">I", buf, 1)
-        if n > STREAM_BYTES_MAX:
-            raise DecodeError(f"Remote node state is larger than limit ({n})")
-        return 5 + n if len(buf) >= 5 + n else None
-    # Other frames are at most STREAM_BYTES_MAX long in all: look no further (and never feed
-    # the unpacker more than its buffer limit, which would raise BufferFull).
-    up = msgpack.Unpacker(raw=True, strict_map_key=False, max_buffer_size=STREAM_BYTES_MAX)
-    up.feed(memoryview(buf)[1:STREAM_BYTES_MAX])
-    try:
-        if t in (MsgType.COMPRESS, MsgType.PING, MsgType.ACK, MsgType.ERR):
-            up.skip()
-            return 1 + int(up.tell())
-        if t == MsgType.USER:
-            h = struct_fields(up.unpack(), ((b"UserMsgLen", "n", "int"),))
-            end = 1 + up.tell() + h["n"]
-            if h["n"] < 0 or end > STREAM_BYTES_MAX:
-                raise DecodeError("user message length out of range")
-            return end if len(buf) >= end else None
-        if t == MsgType.PUSH_PULL:
-            h = struct_fields(up.unpack(), _PUSH_HEADER_SPEC)
-            if not 0 <= h["nodes"] <= PUSH_PULL_NODES_MAX or h["user_state_len"] < 0:
-                raise DecodeError("push/pull header counts out of range")
-            for _ in range(h["nodes"]):
+        if self._end is None:
+            self._end = self._advance()
+        if self._end is None:
+            if self.received >= STREAM_BYTES_MAX + 5:
+                raise DecodeError("stream frame larger than limit")
+            return None
+        return self._end if self.received >= self._end else None
+
+    def _advance(self) -> int | None:
+        t = self._type
+        if t == MsgType.ENCRYPT:
+            if len(self._head) < 4:
+                return None
+            (n,) = struct.unpack(">I", self._head)
+            if n > STREAM_BYTES_MAX:
+                raise DecodeError(f"Remote node state is larger than limit ({n})")
+            return 5 + int(n)
+        up = self._up
+        try:
+            if t in (MsgType.COMPRESS, MsgType.PING, MsgType.ACK, MsgType.ERR):
                 up.skip()
-            end = 1 + up.tell() + h["user_state_len"]
+                return 1 + int(up.tell())
+            if self._stage == 0:
+                if t == MsgType.USER:
+                    h = struct_fields(up.unpack(), ((b"UserMsgLen", "n", "int"),))
+                    if not 0 <= h["n"] <= STREAM_BYTES_MAX:
+                        raise DecodeError("user message length out of range")
+                    self._fixed = h["n"]
+                else:
+                    h = struct_fields(up.unpack(), _PUSH_HEADER_SPEC)
+                    if not 0 <= h["nodes"] <= PUSH_PULL_NODES_MAX or h["user_state_len"] < 0:
+                        raise DecodeError("push/pull header counts out of range")
+                    self._nodes_left = h["nodes"]
+                    self._fixed = h["user_state_len"]
+                self._stage = 1
+            while self._nodes_left:
+                up.skip()
+                self._nodes_left -= 1
+            end = 1 + int(up.tell()) + self._fixed
             if end > STREAM_BYTES_MAX:
-                raise DecodeError("push/pull larger than limit")
-            return end if len(buf) >= end else None
-    except msgpack.OutOfData:
-        if len(buf) >= STREAM_BYTES_MAX:
-            raise DecodeError("stream frame larger than limit") from None
-        return None
-    except DecodeError:
-        raise
-    except Exception as e:
-        raise DecodeError(f"bad stream: {type(e).__name__}") from None
-    raise DecodeError(f"Received invalid msgType ({t})")
+                raise DecodeError("stream frame larger than limit")
+            return end
+        except msgpack.OutOfData:
+            if self.received >= STREAM_BYTES_MAX:
+                raise DecodeError("stream frame larger than limit") from None
+            return None
+        except DecodeError:
+            raise
+        except Exception as e:
+            raise DecodeError(f"bad stream: {type(e).__name__}") from None
+
+
+_STREAM_TYPES = frozenset(
+    (
+        MsgType.ENCRYPT,
+        MsgType.COMPRESS,
+        MsgType.PING,
+        MsgType.ACK,
+        MsgType.ERR,
+        MsgType.USER,
+        MsgType.PUSH_PULL,
+    )
+)
+
+
+def stream_frame_length(buf: bytes) -> int | None:
+    """Length of the first complete stream frame in ``buf``, or None if more bytes are needed.
+    Raises DecodeError for a frame that can never be valid. (:class:`FrameReader` does the
+    same incrementally, for a driver reading a socket.)"""
+    return FrameReader().feed(buf)
 
 
 def user_stream_body(payload: bytes) -> bytes:

@@ -307,9 +307,7 @@ class Memberlist:
         self.timers = timers if timers is not None else TimerWheel()
         self.advertise_addr = ip_bytes(addr)
         self.advertise_port = port
-        self.vsn = bytes(
-            (PROTOCOL_MIN, PROTOCOL_MAX, config.protocol_version, *delegate_versions)
-        )
+        self.vsn = bytes((PROTOCOL_MIN, PROTOCOL_MAX, config.protocol_version, *delegate_versions))
         self.now = 0.0
         self.nodes: dict[str, Node] = {}
         self.probe_list: list[Node] = []
@@ -421,7 +419,9 @@ class Memberlist:
 
     # ------------------------------------------------------------------ API used by Serf
 
-    def join(self, addrs: list[tuple[str | None, Address]], on_done: Callable[[int, list[str]], None]) -> None:
+    def join(
+        self, addrs: list[tuple[str | None, Address]], on_done: Callable[[int, list[str]], None]
+    ) -> None:
         """Push/pull with Join=true to each address; ``on_done(contacted, errors)`` at the end."""
         if not addrs:
             on_done(0, [])
@@ -470,7 +470,9 @@ class Memberlist:
 
     def _encrypting(self) -> bool:
         return (
-            self.keyring is not None and len(self.keyring) > 0 and self.config.gossip_verify_outgoing
+            self.keyring is not None
+            and len(self.keyring) > 0
+            and self.config.gossip_verify_outgoing
         )
 
     def _encrypt_overhead(self) -> int:
@@ -512,7 +514,9 @@ class Memberlist:
         counting(self.stats, "bytes_sent", len(data))
         self.outbox.append(SendPacket(addr, data))
 
-    def _broadcast(self, node: str, msg: Message, on_finished: Callable[[], None] | None = None) -> None:
+    def _broadcast(
+        self, node: str, msg: Message, on_finished: Callable[[], None] | None = None
+    ) -> None:
         self.broadcasts.queue(msg.encode(), name=node, on_finished=on_finished)
 
     # ------------------------------------------------------------------ packets in
@@ -600,9 +604,7 @@ class Memberlist:
             self.now + self.config.probe_timeout_s,
             self._relay_timeout(local_seq),
         )
-        ping = Ping(
-            local_seq, ind.node, self.advertise_addr, self.advertise_port, self.name
-        )
+        ping = Ping(local_seq, ind.node, self.advertise_addr, self.advertise_port, self.name)
         self._send_msg(target, ping.encode())
 
     def _relay_timeout(self, seq: int) -> Callable[[float], None]:
@@ -699,9 +701,7 @@ class Memberlist:
         else:
             # Lifeguard's buddy system: tell the suspect it is suspected so it can refute.
             sus = Suspect(node.incarnation, node.name, self.name)
-            self._raw_send(
-                node.address, node, codec.make_compound([ping.encode(), sus.encode()])
-            )
+            self._raw_send(node.address, node, codec.make_compound([ping.encode(), sus.encode()]))
         self.timers.set("probe-timeout", self.now + cfg.probe_timeout_s, self._probe_timeout)
         self.timers.set("probe-deadline", probe.deadline, self._probe_deadline)
 
@@ -782,10 +782,9 @@ class Memberlist:
             counting(self.stats, "tcp_fallback_saves")
             self._finish_probe(probe, success=True)
             return
-        if probe.expected_nacks > 0:
-            delta = max(0, probe.expected_nacks - probe.nacks)
-        else:
-            delta = 1
+        # Lifeguard: missing nacks point at us, not at the target; with no one asked for a
+        # nack, a failed probe costs one point
+        delta = max(0, probe.expected_nacks - probe.nacks) if probe.expected_nacks else 1
         self._finish_probe(probe, success=False, delta=delta)
         counting(self.stats, "probe_failures")
         log.info("%s: suspect %s has failed, no acks received", self.name, probe.node.name)
@@ -949,8 +948,8 @@ class Memberlist:
             msg = self._open(data)
         except DecodeError as e:
             self._drop(f"stream: {e.reason}", addr)
-            err = ErrResp(e.reason).encode()
-            self.outbox.append(SendStreamResponse(sid, self._seal_stream(err)))
+            reply = ErrResp(e.reason).encode()
+            self.outbox.append(SendStreamResponse(sid, self._seal_stream(reply)))
             return
         if isinstance(msg, PushPull):
             # answer first, then merge, as memberlist does
@@ -1033,8 +1032,15 @@ class Memberlist:
             return err
         if join:
             nodes = [
-                Node(r.name, r.addr, r.port or self.advertise_port, r.meta, r.vsn, r.incarnation,
-                     NodeState(r.state))
+                Node(
+                    r.name,
+                    r.addr,
+                    r.port or self.advertise_port,
+                    r.meta,
+                    r.vsn,
+                    r.incarnation,
+                    NodeState(r.state),
+                )
                 for r in pp.nodes
             ]
             err = self.delegate.notify_merge(nodes)
@@ -1063,9 +1069,7 @@ class Memberlist:
         me.incarnation = self.incarnation
         self.awareness.apply_delta(1)
         counting(self.stats, "refutes")
-        self._broadcast(
-            me.name, Alive(me.incarnation, me.name, me.addr, me.port, me.meta, me.vsn)
-        )
+        self._broadcast(me.name, Alive(me.incarnation, me.name, me.addr, me.port, me.meta, me.vsn))
 
     def alive_node(self, a: Alive, bootstrap: bool = False) -> None:
         """ML aliveNode."""
@@ -1089,7 +1093,10 @@ class Memberlist:
             n = len(self.probe_list)
             offset = self.rng.randrange(n) if n else 0
             self.probe_list.append(state)
-            self.probe_list[offset], self.probe_list[n] = self.probe_list[n], self.probe_list[offset]
+            self.probe_list[offset], self.probe_list[n] = (
+                self.probe_list[n],
+                self.probe_list[offset],
+            )
         elif state.addr != a.addr or state.port != a.port:
             reclaim = (
                 self.config.dead_node_reclaim_s > 0
@@ -1098,14 +1105,22 @@ class Memberlist:
             if state.state == NodeState.LEFT or (state.state == NodeState.DEAD and reclaim):
                 log.info(
                     "%s: updating address for left or failed node %s to %s:%d",
-                    self.name, state.name, ip_text(a.addr), a.port,
+                    self.name,
+                    state.name,
+                    ip_text(a.addr),
+                    a.port,
                 )
                 updates_node = True
             else:
                 counting(self.stats, "conflicts")
                 log.error(
                     "%s: conflicting address for %s. Mine: %s:%d Theirs: %s:%d Old state: %s",
-                    self.name, state.name, state.host, state.port, ip_text(a.addr), a.port,
+                    self.name,
+                    state.name,
+                    state.host,
+                    state.port,
+                    ip_text(a.addr),
+                    a.port,
                     state.state.name,
                 )
                 other = Node(a.node, a.addr, a.port, a.meta, vsn or bytes(6), a.incarnation)
@@ -1152,7 +1167,11 @@ class Memberlist:
         if susp is not None:
             if susp.confirm(s.from_, self.now):
                 counting(self.stats, "suspect_confirmations")
-                self.timers.set(("suspect", s.node), susp.deadline, self._suspicion_fired(s.node, state.state_change))
+                self.timers.set(
+                    ("suspect", s.node),
+                    susp.deadline,
+                    self._suspicion_fired(s.node, state.state_change),
+                )
                 self._broadcast(s.node, s)
             return
         if state.state != NodeState.ALIVE:
@@ -1186,7 +1205,9 @@ class Memberlist:
             n = susp.n if susp is not None else 0
             log.info(
                 "%s: marking %s as failed, suspect timeout reached (%d peer confirmations)",
-                self.name, node, n,
+                self.name,
+                node,
+                n,
             )
             self.dead_node(Dead(state.incarnation, node, self.name))
 

@@ -34,11 +34,11 @@ import base64
 import logging
 import math
 import random
-import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
 
+from gossamer import goregexp
 from gossamer.core import Effect, Entropy, Event, TimerExpired, TimerWheel, counting
 from swim import messages as sm
 from swim.broadcast import BroadcastQueue
@@ -98,6 +98,7 @@ PROTOCOL_MAX = 5
 INTERNAL_PREFIX = "_serf_"
 USER_EVENT_SIZE_LIMIT = 9 * 1024
 MIN_ENCODED_KEY_LENGTH = 25
+U64_MASK = (1 << 64) - 1
 
 
 class SerfState(Enum):
@@ -145,7 +146,7 @@ class SerfConfig:
 
 
 class LamportClock:
-    """SERF/lamport.go."""
+    """SERF/lamport.go: a uint64 that wraps, as Go's does (a peer may send 2**64 - 1)."""
 
     __slots__ = ("counter",)
 
@@ -156,12 +157,12 @@ class LamportClock:
         return self.counter
 
     def increment(self) -> int:
-        self.counter += 1
+        self.counter = (self.counter + 1) & U64_MASK
         return self.counter
 
     def witness(self, v: int) -> None:
         if v >= self.counter:
-            self.counter = v + 1
+            self.counter = (v + 1) & U64_MASK
 
 
 class _MemberState:
@@ -300,10 +301,12 @@ class Serf:
         self.broadcasts = BroadcastQueue(mult)
         self.event_broadcasts = BroadcastQueue(mult)
         self.query_broadcasts = BroadcastQueue(mult)
-        self.event_buffer: list[tuple[int, list[tuple[str, bytes]]] | None] = [
+        # each slot: (ltime, events seen at that ltime, in arrival order, as dict keys so
+        # the duplicate check is O(1) however many events share a slot)
+        self.event_buffer: list[tuple[int, dict[tuple[str, bytes], None]] | None] = [
             None
         ] * config.event_buffer
-        self.query_buffer: list[tuple[int, list[int]] | None] = [None] * config.query_buffer
+        self.query_buffer: list[tuple[int, dict[int, None]] | None] = [None] * config.query_buffer
         self.event_min_time = 0
         self.query_min_time = 0
         self._event_join_ignore = 0
@@ -352,7 +355,10 @@ class Serf:
             return
         if isinstance(
             event,
-            PacketReceived | StreamRequestReceived | StreamResponseReceived | StreamFailed
+            PacketReceived
+            | StreamRequestReceived
+            | StreamResponseReceived
+            | StreamFailed
             | TimerExpired,
         ):
             self.ml.handle(now, event)
@@ -495,9 +501,7 @@ class Serf:
         return msgs + q + e
 
     def local_state(self, join: bool) -> bytes:
-        events = tuple(
-            None if e is None else (e[0], tuple(e[1])) for e in self.event_buffer
-        )
+        events = tuple(None if e is None else (e[0], tuple(e[1])) for e in self.event_buffer)
         return sm.PushPullState(
             ltime=self.clock.time(),
             status_ltimes={name: m.status_ltime for name, m in self.members.items()},
@@ -531,10 +535,10 @@ class Serf:
                 self._handle_join_intent(sm.Join(pp.status_ltimes[name], name))
         if join and self._event_join_ignore and pp.event_ltime > self.event_min_time:
             self.event_min_time = pp.event_ltime
-        for e in pp.events:
-            if e is None:
+        for slot in pp.events:
+            if slot is None:
                 continue
-            ltime, evs = e
+            ltime, evs = slot
             for name, payload in evs:
                 self._handle_user_event(sm.UserEvent(ltime, name, payload, False))
 
@@ -598,12 +602,19 @@ class Serf:
         if existing.name != self.name:
             log.warning(
                 "%s: name conflict for %r: both %s:%d and %s:%d are claiming",
-                self.name, existing.name, existing.host, existing.port, other.host, other.port,
+                self.name,
+                existing.name,
+                existing.host,
+                existing.port,
+                other.host,
+                other.port,
             )
             return
         log.error(
             "%s: node name conflicts with another node at %s:%d. Names must be unique!",
-            self.name, other.host, other.port,
+            self.name,
+            other.host,
+            other.port,
         )
         if self.config.enable_name_conflict_resolution and "conflict" not in self.timers:
             self._resolve_conflict()
@@ -633,7 +644,9 @@ class Serf:
 
     # ------------------------------------------------------------------ intents
 
-    def _broadcast(self, msg: sm.SerfMessage, on_finished: Callable[[], None] | None = None) -> None:
+    def _broadcast(
+        self, msg: sm.SerfMessage, on_finished: Callable[[], None] | None = None
+    ) -> None:
         self.broadcasts.queue(msg.encode(), on_finished=on_finished)
 
     def _handle_leave_intent(self, msg: sm.Leave) -> bool:
@@ -880,9 +893,9 @@ class Serf:
             if (msg.name, msg.payload) in seen[1]:
                 return False
         else:
-            seen = (msg.ltime, [])
+            seen = (msg.ltime, {})
             self.event_buffer[idx] = seen
-        seen[1].append((msg.name, msg.payload))
+        seen[1][(msg.name, msg.payload)] = None
         counting(self.stats, "events")
         self.outbox.append(UserEventReceived(msg.ltime, msg.name, msg.payload, msg.cc))
         return True
@@ -951,7 +964,9 @@ class Serf:
         if old is not None:
             self._close_query(old)
         self.queries[q.ltime] = tracker
-        self.timers.set(("query", q.ltime), tracker.deadline, lambda now: self._close_query(tracker))
+        self.timers.set(
+            ("query", q.ltime), tracker.deadline, lambda now: self._close_query(tracker)
+        )
         self._handle_query(q)
         self.query_broadcasts.queue(raw)
         return tracker, ""
@@ -998,9 +1013,9 @@ class Serf:
             if q.id in seen[1]:
                 return False
         else:
-            seen = (q.ltime, [])
+            seen = (q.ltime, {})
             self.query_buffer[idx] = seen
-        seen[1].append(q.id)
+        seen[1][q.id] = None
         counting(self.stats, "queries")
         rebroadcast = not (q.flags & sm.QUERY_FLAG_NO_BROADCAST)
         if not self._should_process(q.filters):
@@ -1015,7 +1030,12 @@ class Serf:
             self.ml.send_user_packet(dest, ack.encode())
             self._relay(q.relay_factor, q.addr, q.port, q.source_node, ack)
         inbound = _InboundQuery(
-            q.ltime, q.id, q.addr, q.port, q.source_node, q.relay_factor,
+            q.ltime,
+            q.id,
+            q.addr,
+            q.port,
+            q.source_node,
+            q.relay_factor,
             self.now + max(0, q.timeout_ns) / 1e9,
         )
         if q.name.startswith(INTERNAL_PREFIX):
@@ -1024,9 +1044,11 @@ class Serf:
             self._next_token += 1
             token = self._next_token
             self._inbound[token] = inbound
-            self.timers.set(
-                ("inbound", token), inbound.deadline, lambda now: self._inbound.pop(token, None)
-            )
+
+            def forget(now: float) -> None:
+                self._inbound.pop(token, None)
+
+            self.timers.set(("inbound", token), inbound.deadline, forget)
             self.outbox.append(
                 QueryReceived(token, q.ltime, q.name, q.payload, q.source_node, inbound.deadline)
             )
@@ -1044,9 +1066,9 @@ class Serf:
             else:
                 tag, expr = val
                 try:
-                    if re.search(expr, self.tags.get(tag, "")) is None:
+                    if not goregexp.search(expr, self.tags.get(tag, "")):
                         return False
-                except re.error:
+                except goregexp.RegexpError:
                     return False
         return True
 
@@ -1092,12 +1114,7 @@ class Serf:
             if len(chosen) >= factor:
                 break
             m = members[self.rng.randrange(n)]
-            if (
-                m.status != MemberStatus.ALIVE
-                or m.vsn[1] < 5
-                or m.name == self.name
-                or m in chosen
-            ):
+            if m.status != MemberStatus.ALIVE or m.vsn[1] < 5 or m.name == self.name or m in chosen:
                 continue
             chosen.append(m)
         for m in chosen:
@@ -1119,9 +1136,7 @@ class Serf:
             return
         t.responses[resp.from_] = resp.payload
         if t.request_id is not None:
-            self.outbox.append(
-                QueryResponseReceived(t.request_id, resp.from_, resp.payload, False)
-            )
+            self.outbox.append(QueryResponseReceived(t.request_id, resp.from_, resp.payload, False))
         if t.on_response is not None and t.on_response(resp.from_, resp.payload):
             self._close_query(t)
 
@@ -1195,8 +1210,10 @@ class Serf:
                 if len(raw) <= self.config.query_response_size_limit:
                     break
                 resp = sm.KeyResponse(
-                    result, f"truncated key list response, showing first {i} of {actual} keys",
-                    keys[:i], primary,
+                    result,
+                    f"truncated key list response, showing first {i} of {actual} keys",
+                    keys[:i],
+                    primary,
                 )
         self._respond(inbound, resp.encode())
 
@@ -1238,15 +1255,24 @@ class Serf:
                 err = f"{tally.num_resp}/{tally.num_nodes} nodes reported success"
             self.outbox.append(
                 KeyOperationCompleted(
-                    ev.request_id, tally.num_nodes, tally.num_resp, tally.num_err,
-                    dict(tally.messages), dict(tally.keys), dict(tally.primary), err,
+                    ev.request_id,
+                    tally.num_nodes,
+                    tally.num_resp,
+                    tally.num_err,
+                    dict(tally.messages),
+                    dict(tally.keys),
+                    dict(tally.primary),
+                    err,
                 )
             )
 
         payload = sm.KeyRequest(ev.key).encode()
         _, err = self.query(
-            INTERNAL_PREFIX + names[ev.op], payload, relay_factor=ev.relay_factor,
-            on_response=on_response, on_close=on_close,
+            INTERNAL_PREFIX + names[ev.op],
+            payload,
+            relay_factor=ev.relay_factor,
+            on_response=on_response,
+            on_close=on_close,
         )
         if err:
             self.outbox.append(KeyOperationCompleted(ev.request_id, 0, 0, 0, error=err))
@@ -1287,7 +1313,9 @@ class Serf:
 
         self.timers.set("conflict", float("inf"), lambda now: None)
         _, err = self.query(
-            INTERNAL_PREFIX + "conflict", self.name.encode(), on_response=on_response,
+            INTERNAL_PREFIX + "conflict",
+            self.name.encode(),
+            on_response=on_response,
             on_close=on_close,
         )
         if err:
@@ -1349,7 +1377,9 @@ class Serf:
             if len(q) >= cfg.queue_depth_warning:
                 log.warning("%s: %s queue depth: %d", self.name, label, len(q))
             if len(q) > limit:
-                log.warning("%s: %s queue depth exceeds limit (%d), dropping", self.name, label, limit)
+                log.warning(
+                    "%s: %s queue depth exceeds limit (%d), dropping", self.name, label, limit
+                )
                 q.prune(limit)
 
     def members_by_status(self, status: MemberStatus) -> list[Member]:

@@ -19,9 +19,7 @@ import math
 __all__ = ["Suspicion", "remaining_suspicion_time"]
 
 
-def remaining_suspicion_time(
-    n: int, k: int, elapsed_s: float, min_s: float, max_s: float
-) -> float:
+def remaining_suspicion_time(n: int, k: int, elapsed_s: float, min_s: float, max_s: float) -> float:
     """ML/suspicion.go remainingSuspicionTime."""
     frac = math.log(n + 1.0) / math.log(k + 1.0)
     raw = max_s - frac * (max_s - min_s)

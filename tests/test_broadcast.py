@@ -133,12 +133,12 @@ def test_reset_finishes_everything() -> None:
     assert q.get(0, 100, 10) == []
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=60, deadline=None, derandomize=True)
 @given(
     sizes=st.lists(st.integers(min_value=1, max_value=60), min_size=1, max_size=30),
     n=st.integers(min_value=1, max_value=200),
     mult=st.integers(min_value=1, max_value=4),
-    limit=st.integers(min_value=61, max_value=300),
+    limit=st.integers(min_value=62, max_value=300),  # the largest message + 2 B overhead fits
 )
 def test_every_message_goes_out_exactly_limit_times_when_there_is_room(
     sizes: list[int], n: int, mult: int, limit: int

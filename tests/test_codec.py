@@ -699,6 +699,27 @@ def test_stream_frame_length_on_every_prefix(frame: bytes) -> None:
         assert stream_frame_length(frame + tail) == len(frame)
 
 
+@pytest.mark.parametrize("frame", _frames(), ids=lambda f: f"type{f[0]}-{len(f)}B")
+@settings(max_examples=25, deadline=None, derandomize=True)
+@given(cuts=st.lists(st.integers(min_value=1, max_value=4000), max_size=12))
+def test_frame_reader_fed_in_pieces_finds_the_end_exactly_when_complete(
+    frame: bytes, cuts: list[int]
+) -> None:
+    """What the driver does while reading a socket: any split gives the same answer as
+    parsing the whole buffer, and the length appears with the frame's last byte."""
+    data = frame + b"\x00trailing"
+    points = sorted({c % len(data) for c in cuts} - {0})
+    reader = codec.FrameReader()
+    got: int | None = None
+    start = end = 0
+    for start, end in zip([0, *points], [*points, len(data)], strict=True):
+        got = reader.feed(data[start:end])
+        if got is not None:
+            break
+    assert got == len(frame)
+    assert start < len(frame) <= end  # reported by the piece that completed the frame
+
+
 @pytest.mark.parametrize(
     "frame",
     [
