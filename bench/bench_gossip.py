@@ -4,15 +4,18 @@ Usage::
 
     python bench/bench_gossip.py [--size 16] [--profile lan] [--trials 5] [--json out.json]
 
-For each kind (serf first, then gossamer) the benchmark starts a homogeneous cluster of
-``--size`` real agents on 127.0.0.1 with the same memberlist timing preset (``-profile`` for
-serf, ``-gossip-profile`` for gossamer), and measures, in this order:
+The benchmark starts two homogeneous clusters of ``--size`` real agents on 127.0.0.1, one
+of serf agents and one of gossamer agents, with the same memberlist timing preset
+(``-profile`` for serf, ``-gossip-profile`` for gossamer), and measures, in this order:
 
 1. **Idle cost.** After every member sees all ``size`` alive and a further ``--settle-s``,
    each agent's CPU time (``/proc/PID/stat`` utime+stime) over a ``--idle-window-s`` window
    and its RSS (``/proc/PID/status`` VmRSS) at the window's end. Nothing polls the agents
-   during the window.
-2. **Join convergence**, ``--trials`` times. A fresh agent (the ``size+1``-th) is started with
+   during the window. Then what one member-list poll costs an agent (shows how much the
+   observers below load each kind).
+2. **Join convergence**, ``--join-trials`` times (default twice ``--trials``: the figure is
+   a few gossip rounds, so it needs more samples and finer polling, ``--join-poll-ms``
+   50, and each trial takes a few seconds). A fresh agent (the ``size+1``-th) is started with
    no join, then told to join one member through its API (serf: RPC ``join``; gossamer:
    ``PUT /v1/agent/join/``); the clock starts just before that call, so process start-up
    (Go vs CPython) is not in the figure; it is reported separately. Figure: time until all
@@ -35,39 +38,50 @@ per call (measured and printed each run) and, with 15 observers at 10 Hz, would 
 show it and the first that did (each poll dated at the midpoint of its request), so the
 granularity is about half the poll interval plus the round trip; both are printed.
 
-Kinds run one after the other so that neither cluster's CPU use disturbs the other's
-timing; each is alone on the machine while measured. Medians and p90 (linear
-interpolation between ranks) are over trials; the ratio is gossamer / serf of the medians
-(or means, for idle cost). Nothing is asserted: this is a benchmark, not a test
-(shared/STYLE.md).
+Interleaving. By default both clusters stay up for the whole run: the idle window is the
+same window for both, and trials alternate (serf then gossamer on even trials, gossamer
+then serf on odd ones). The machine this runs on is often shared (other people's tests,
+builds), and a noisy neighbour that lands on one kind's phase in a sequential run skews
+the ratio; interleaved, it hits both kinds alike. The price is the other cluster idling
+beside the measured one: 16 idle agents of either kind use well under 10 % of one core
+(printed). ``--sequential`` runs one kind's cluster at a time instead. Every idle window
+and detection trial also records the CPU the rest of the machine used (``/proc/stat``
+busy time minus our agents' and this process's), printed as "load from other processes":
+when it is high, distrust that run.
+
+Medians and p90 (linear interpolation between ranks) are over trials; the ratio is
+gossamer / serf of the medians (or means, for idle cost). Nothing is asserted: this is a
+benchmark, not a test (shared/STYLE.md).
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
+import hashlib
 import http.client
 import json
 import os
 import platform
 import resource
 import shlex
+import signal
 import statistics
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from gossamer.cluster import (  # noqa: E402 - after the path fix so a checkout runs as is
+from gossamer.cluster import (
     SERF,
     Cluster,
     GossamerAgent,
-    Proc,
     SerfAgent,
     SerfRPC,
     cluster,
@@ -331,6 +345,20 @@ def api_join(agent: Agent, addr: str) -> None:
         raise RuntimeError(f"{agent.name}: join {addr}: HTTP {status} {text}")
 
 
+def poll_cost(agent: Agent, n: int = 1000) -> dict[str, float]:
+    """What one member-list poll costs the polled agent (its CPU per call) and the poller
+    (round trip): the load the detection and join observers put on each agent."""
+    read = client_for(agent)
+    read()
+    cpu0 = cpu_seconds(agent.pid)
+    t0 = time.perf_counter()
+    for _ in range(n):
+        read()
+    wall = (time.perf_counter() - t0) / n
+    cpu = (cpu_seconds(agent.pid) - cpu0) / n
+    return {"agent_cpu_ms": cpu * 1e3, "rtt_ms": wall * 1e3, "calls": n}
+
+
 def serf_cli_cost(agent: SerfAgent, n: int = 10) -> dict[str, float]:
     """Wall time and CPU (children's rusage) of ``serf members -format=json``, against one RPC
     round trip; the reason this benchmark polls serf over RPC."""
@@ -396,15 +424,120 @@ def log(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
 
-def measure_idle(agents: list[Agent], window_s: float) -> list[dict[str, Any]]:
-    before = {a.name: cpu_seconds(a.pid) for a in agents}
+def machine_busy_s() -> float:
+    """CPU time the whole machine spent busy (all cores; steal and iowait excluded), in s."""
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:8]]
+    user, nice, system, _idle, _iowait, irq, softirq = v
+    return (user + nice + system + irq + softirq) / CLK_TCK
+
+
+class LoadMeter:
+    """Over a window: the CPU our agents and this process used, and what the rest of the
+    machine used (other users' tests, builds...), in % of one core. The second is the noisy
+    neighbour gauge: when it is high the timings of that window are suspect."""
+
+    def __init__(self, pids: list[int]) -> None:
+        self.pids = pids
+        self.t0 = time.monotonic()
+        self.machine0 = machine_busy_s()
+        self.ours0 = self._ours()
+
+    def _ours(self) -> float:
+        t = os.times()
+        return t.user + t.system + sum(cpu_seconds(p) for p in self.pids)
+
+    def stop(self) -> dict[str, float]:
+        wall = time.monotonic() - self.t0
+        machine = machine_busy_s() - self.machine0
+        ours = self._ours() - self.ours0
+        return {
+            "wall_s": wall,
+            "machine_cpu_pct": 100.0 * machine / wall,
+            "ours_cpu_pct": 100.0 * ours / wall,
+            "foreign_cpu_pct": max(0.0, 100.0 * (machine - ours) / wall),
+        }
+
+
+class Side:
+    """One kind's cluster through the phases: its agents, its results, its first error."""
+
+    def __init__(self, kind: str, args: argparse.Namespace, c: Cluster) -> None:
+        self.kind = kind
+        self.args = args
+        self.c = c
+        self.members: list[Agent] = []
+        self.res = KindResult(kind)
+        self.poll_s = args.poll_ms / 1e3
+
+    @property
+    def ok(self) -> bool:
+        return self.res.error is None
+
+    def guard(self, what: str, fn: Callable[[], object]) -> None:
+        """Run one phase step; the first failure is recorded and ends this side's run."""
+        if not self.ok:
+            return
+        try:
+            fn()
+        except Exception as e:
+            self.res.error = f"{what}: {type(e).__name__}: {e}"
+            log(f"{self.kind}: FAILED: {self.res.error}")
+            if self.args.keep_logs:
+                log(f"{self.kind}: logs in {self.c.root}")
+
+    def pids(self) -> list[int]:
+        return [a.pid for a in self.members if a.alive()]
+
+    def boot(self) -> None:
+        args = self.args
+        t_all = time.monotonic()
+        for i in range(args.size):
+            t = time.monotonic()
+            join = [self.members[0].gossip_addr] if self.members else []
+            name = f"{self.kind[0]}{i:02d}"
+            self.members.append(start_agent(self.c, self.kind, name, args.profile, join))
+            self.res.start_s.append(time.monotonic() - t)
+        names = [a.name for a in self.members]
+        self.res.converge_s = converge(self.members, names, self.poll_s, args.converge_timeout_s)
+        log(
+            f"{self.kind}: {args.size} agents up in {time.monotonic() - t_all:.1f}s, "
+            "all see all alive"
+        )
+
+    def costs(self) -> None:
+        if isinstance(self.members[0], SerfAgent):
+            self.res.extra["serf_cli_cost"] = serf_cli_cost(self.members[0])
+        self.res.extra["poll_cost"] = poll_cost(self.members[-1])
+
+    def join(self, k: int) -> None:
+        j = join_trial(self.c, self.kind, self.args, self.members, k)
+        self.res.joins.append(j)
+        log(f"{self.kind}: join {k + 1}/{self.args.join_trials}: all {_fmt(j['all_s'])}s")
+
+    def detect(self, k: int, others: list[Side]) -> None:
+        d = detection_trial(self.c, self.kind, self.args, self.members, k, others)
+        self.res.detections.append(d)
+        log(
+            f"{self.kind}: detect {k + 1}/{self.args.trials} ({d['victim']}): first "
+            f"{_fmt(d['first_s'])}s all {_fmt(d['all_s'])}s ({d['seen']}/{d['observers']}); "
+            f"cluster CPU {d['cluster_cpu_pct']:.0f}%, other load "
+            f"{d['load']['foreign_cpu_pct']:.0f}%"
+        )
+
+
+def measure_idle(sides: list[Side], window_s: float) -> None:
+    """One window for every side's agents, nothing polling them."""
+    agents = [(side, a) for side in sides for a in side.members]
+    before = {a.pid: cpu_seconds(a.pid) for _, a in agents}
+    meter = LoadMeter([a.pid for _, a in agents])
     t0 = time.monotonic()
     time.sleep(window_s)
     elapsed = time.monotonic() - t0
-    out = []
-    for a in agents:
-        cpu = cpu_seconds(a.pid) - before[a.name]
-        out.append(
+    load = meter.stop()
+    for side, a in agents:
+        cpu = cpu_seconds(a.pid) - before[a.pid]
+        side.res.idle.append(
             {
                 "agent": a.name,
                 "pid": a.pid,
@@ -415,7 +548,14 @@ def measure_idle(agents: list[Agent], window_s: float) -> list[dict[str, Any]]:
                 "hwm_kb": status_kb(a.pid, "VmHWM"),
             }
         )
-    return out
+    for side in sides:
+        side.res.idle_window_s = elapsed
+        side.res.extra["idle_load"] = load
+        log(
+            f"{side.kind}: idle CPU {statistics.mean(side.res.idle_cpu_pct()):.2f}% per agent, "
+            f"RSS {statistics.mean(side.res.idle_rss_mb()):.1f} MB "
+            f"(other load {load['foreign_cpu_pct']:.0f}%)"
+        )
 
 
 def join_trial(
@@ -426,7 +566,8 @@ def join_trial(
     t_spawn = time.monotonic()
     joiner = start_agent(c, kind, name, args.profile, join=[])
     start_s = time.monotonic() - t_spawn
-    observers = [*members, joiner]
+    # The joiner lists itself alive from its start, so the observers are the others.
+    observers = members
     join_call: list[float] = []
 
     def act() -> float:
@@ -439,7 +580,7 @@ def join_trial(
         t0, obs = watch(
             observers,
             status_is(name, "alive"),
-            poll_s=args.poll_ms / 1e3,
+            poll_s=args.join_poll_ms / 1e3,
             timeout_s=args.join_timeout_s,
             action=act,
         )
@@ -463,23 +604,29 @@ def join_trial(
         watch(
             members,
             status_is(name, "left", "failed"),
-            poll_s=args.poll_ms / 1e3,
+            poll_s=args.join_poll_ms / 1e3,
             timeout_s=args.join_timeout_s,
         )
     return rec
 
 
 def detection_trial(
-    c: Cluster, kind: str, args: argparse.Namespace, members: list[Agent], k: int
+    c: Cluster,
+    kind: str,
+    args: argparse.Namespace,
+    members: list[Agent],
+    k: int,
+    others: list[Side],
 ) -> dict[str, Any]:
     victim = members[1 + k % (len(members) - 1)]
     survivors = [a for a in members if a is not victim]
     cpu0 = {a.name: cpu_seconds(a.pid) for a in survivors}
     self0 = os.times()
+    meter = LoadMeter([a.pid for a in survivors] + [p for o in others for p in o.pids()])
 
     def kill() -> float:
         t0 = time.monotonic()
-        victim.signal(9)
+        victim.signal(signal.SIGKILL)
         return t0
 
     t0, obs = watch(
@@ -491,6 +638,7 @@ def detection_trial(
     )
     wall = time.monotonic() - t0
     self1 = os.times()
+    load = meter.stop()
     cluster_cpu = sum(cpu_seconds(a.pid) - cpu0[a.name] for a in survivors)
     victim.wait(5.0)
     times = {o.observer: o.at(t0) for o in obs.values()}
@@ -507,9 +655,8 @@ def detection_trial(
         "rtt_s_sum": sum(o.rtt_s_sum for o in obs.values()),
         "poll_errors": sum(o.errors for o in obs.values()),
         "cluster_cpu_pct": 100.0 * cluster_cpu / wall,
-        "bench_cpu_pct": 100.0
-        * ((self1.user + self1.system) - (self0.user + self0.system))
-        / wall,
+        "bench_cpu_pct": 100.0 * ((self1.user + self1.system) - (self0.user + self0.system)) / wall,
+        "load": load,
         "raw": [asdict(o) for o in obs.values()],
     }
     # Restart the victim (same name, ports and data dir; its argv joins the seed) and wait
@@ -523,56 +670,54 @@ def detection_trial(
     return rec
 
 
-def run_kind(kind: str, args: argparse.Namespace) -> KindResult:
-    res = KindResult(kind)
-    poll_s = args.poll_ms / 1e3
-    with cluster(keep_logs=args.keep_logs) as c:
-        if args.keep_logs:
-            log(f"{kind}: logs in {c.root}")
+def run_sides(sides: list[Side], args: argparse.Namespace) -> None:
+    """All phases for these sides together: one idle window for all, then trials that
+    alternate between the sides (serf first on even trials, gossamer first on odd)."""
+    for side in sides:
+        side.guard("start", side.boot)
+    log(f"settling {args.settle_s:.0f}s")
+    time.sleep(args.settle_s)
+    live = [s for s in sides if s.ok]
+    if live:
         try:
-            members: list[Agent] = []
-            t_all = time.monotonic()
-            for i in range(args.size):
-                t = time.monotonic()
-                join = [members[0].gossip_addr] if members else []
-                members.append(start_agent(c, kind, f"{kind[0]}{i:02d}", args.profile, join))
-                res.start_s.append(time.monotonic() - t)
-            names = [a.name for a in members]
-            res.converge_s = converge(members, names, poll_s, args.converge_timeout_s)
-            log(
-                f"{kind}: {args.size} agents up in {time.monotonic() - t_all:.1f}s, "
-                f"all see all alive; settling {args.settle_s:.0f}s"
-            )
-            if kind == "serf":
-                assert isinstance(members[0], SerfAgent)
-                res.extra["serf_cli_cost"] = serf_cli_cost(members[0])
-            time.sleep(args.settle_s)
-            res.idle = measure_idle(members, args.idle_window_s)
-            res.idle_window_s = args.idle_window_s
-            log(
-                f"{kind}: idle CPU {statistics.mean(res.idle_cpu_pct()):.2f}% per agent, "
-                f"RSS {statistics.mean(res.idle_rss_mb()):.1f} MB"
-            )
-            for k in range(args.trials):
-                j = join_trial(c, kind, args, members, k)
-                res.joins.append(j)
-                log(f"{kind}: join {k + 1}/{args.trials}: all {_fmt(j['all_s'])}s")
-            time.sleep(args.gap_s)
-            for k in range(args.trials):
-                d = detection_trial(c, kind, args, members, k)
-                res.detections.append(d)
-                log(
-                    f"{kind}: detect {k + 1}/{args.trials} ({d['victim']}): first "
-                    f"{_fmt(d['first_s'])}s all {_fmt(d['all_s'])}s "
-                    f"({d['seen']}/{d['observers']}), cluster CPU {d['cluster_cpu_pct']:.0f}%"
-                )
-                time.sleep(args.gap_s)
+            measure_idle(live, args.idle_window_s)
         except Exception as e:
-            res.error = f"{type(e).__name__}: {e}"
-            log(f"{kind}: FAILED: {res.error}")
-            if args.keep_logs:
-                log(c.logs())
-    return res
+            for side in live:
+                side.res.error = f"idle: {type(e).__name__}: {e}"
+    for side in sides:
+        side.guard("costs", side.costs)
+    time.sleep(args.gap_s)
+    for k in range(args.join_trials):
+        for side in sides if k % 2 == 0 else sides[::-1]:
+            side.guard(f"join trial {k + 1}", functools.partial(side.join, k))
+    time.sleep(args.gap_s)
+    for k in range(args.trials):
+        for side in sides if k % 2 == 0 else sides[::-1]:
+            others = [o for o in sides if o is not side and o.ok]
+            side.guard(f"detection trial {k + 1}", functools.partial(side.detect, k, others))
+            time.sleep(args.gap_s)
+
+
+def run(args: argparse.Namespace) -> dict[str, KindResult]:
+    results: dict[str, KindResult] = {}
+    if args.sequential:
+        for kind in args.kinds:
+            log(f"{kind}: starting {args.size} agents, profile {args.profile}")
+            with cluster(keep_logs=args.keep_logs) as c:
+                side = Side(kind, args, c)
+                run_sides([side], args)
+                results[kind] = side.res
+        return results
+    with contextlib.ExitStack() as stack:
+        sides = [
+            Side(kind, args, stack.enter_context(cluster(keep_logs=args.keep_logs)))
+            for kind in args.kinds
+        ]
+        log(f"starting {args.size} agents of each of {', '.join(args.kinds)}, {args.profile}")
+        run_sides(sides, args)
+        for side in sides:
+            results[side.kind] = side.res
+    return results
 
 
 # --------------------------------------------------------------------------- report
@@ -598,12 +743,11 @@ def machine_facts() -> dict[str, Any]:
             if out.returncode == 0:
                 serf_version += f" (Debian package {out.stdout})"
     cpu_model = ""
-    with contextlib.suppress(OSError):
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    cpu_model = line.split(":", 1)[1].strip()
-                    break
+    with contextlib.suppress(OSError), open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                cpu_model = line.split(":", 1)[1].strip()
+                break
     return {
         "nproc": os.cpu_count(),
         "cpu": cpu_model,
@@ -612,7 +756,52 @@ def machine_facts() -> dict[str, Any]:
         "serf": serf_version,
         "serf_path": SERF,
         "loadavg_at_start": os.getloadavg(),
+        "git": git_state(),
     }
+
+
+def git_state() -> str:
+    """The commit measured, and the files that differ from it (gossamer runs from the tree)."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    try:
+        head = subprocess.run(
+            ["git", "-C", root, "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", root, "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.split("\n")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    changed = sorted(line[3:] for line in dirty if line.strip())
+    return head + (f" + uncommitted changes to {', '.join(changed)}" if changed else "")
+
+
+def code_digest() -> str:
+    """A digest of the agent's source as it is now: agents (and restarts) import the work
+    tree when they start, so a tree edited during a run mixes code versions."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    h = hashlib.sha256()
+    for pkg in ("gossamer", "swim", "catalog", "federation", "proxy", "gateways"):
+        for dirpath, dirnames, filenames in os.walk(os.path.join(root, pkg)):
+            dirnames.sort()
+            for fn in sorted(filenames):
+                if fn.endswith(".py"):
+                    path = os.path.join(dirpath, fn)
+                    h.update(os.path.relpath(path, root).encode())
+                    with contextlib.suppress(OSError), open(path, "rb") as f:
+                        h.update(f.read())
+    return h.hexdigest()[:16]
+
+
+def extra(s: KindResult, g: KindResult, key: str, name: str) -> tuple[float | None, float | None]:
+    """One figure of ``KindResult.extra[key]`` for serf and for gossamer."""
+    return s.extra.get(key, {}).get(name), g.extra.get(key, {}).get(name)
 
 
 def rows(s: KindResult, g: KindResult) -> list[tuple[str, float | None, float | None, str]]:
@@ -636,6 +825,7 @@ def rows(s: KindResult, g: KindResult) -> list[tuple[str, float | None, float | 
         ("idle CPU per agent, mean (%)", *mean(KindResult.idle_cpu_pct), "ratio <= 2.0"),
         ("idle RSS per agent, mean (MB)", *mean(KindResult.idle_rss_mb), "gossamer <= 40 MB"),
         ("agent start to API up, median (s)", *med(lambda r: r.start_s), "(info)"),
+        ("agent CPU per members poll (ms)", *extra(s, g, "poll_cost", "agent_cpu_ms"), "(info)"),
     ]
     return out
 
@@ -648,15 +838,22 @@ def report(args: argparse.Namespace, results: dict[str, KindResult], facts: dict
         f"command: {facts['command']}",
         f"machine: nproc={facts['nproc']} cpu={facts['cpu']!r} kernel={facts['kernel']} "
         f"python={facts['python']} serf={facts['serf']!r}",
+        f"tree:    {facts['git']}",
         f"setup:   size={args.size} profile={args.profile} trials={args.trials} "
-        f"poll={args.poll_ms:.0f}ms settle={args.settle_s:.0f}s "
-        f"idle-window={args.idle_window_s:.0f}s; kinds run one after the other",
+        f"(joins {args.join_trials}) poll={args.poll_ms:.0f}ms (joins {args.join_poll_ms:.0f}ms) "
+        f"settle={args.settle_s:.0f}s "
+        f"idle-window={args.idle_window_s:.0f}s; "
+        + (
+            "one kind at a time"
+            if args.sequential
+            else "both clusters up, one idle window, trials alternate"
+        ),
         "",
         f"{'figure':<36}{'serf':>10}{'gossamer':>10}{'g/s':>8}   goal",
     ]
     for label, sv, gv, goal in rows(s, g):
-        r = ratio(gv, sv)
-        lines.append(f"{label:<36}{_fmt(sv):>10}{_fmt(gv):>10}{_fmt(r):>8}   {goal}")
+        rt = ratio(gv, sv)
+        lines.append(f"{label:<36}{_fmt(sv):>10}{_fmt(gv):>10}{_fmt(rt):>8}   {goal}")
     lines.append("")
     for r in (s, g):
         if not r.detections and not r.joins and not r.idle:
@@ -678,6 +875,13 @@ def report(args: argparse.Namespace, results: dict[str, KindResult], facts: dict
             f"cluster CPU during detection {_fmt(median(cpu), 0)}% (bench process "
             f"{_fmt(median(bench), 0)}%)"
         )
+        foreign = [d["load"]["foreign_cpu_pct"] for d in r.detections]
+        idle_load = r.extra.get("idle_load", {}).get("foreign_cpu_pct")
+        lines.append(
+            f"{r.kind}: load from other processes on the machine (% of one core): idle window "
+            f"{_fmt(idle_load, 0)}, detection trials median {_fmt(median(foreign), 0)} "
+            f"max {_fmt(max(foreign, default=None), 0)}"
+        )
         if r.error:
             lines.append(f"{r.kind}: ERROR {r.error}")
     cli = s.extra.get("serf_cli_cost")
@@ -686,6 +890,11 @@ def report(args: argparse.Namespace, results: dict[str, KindResult], facts: dict
             f"serf poll cost: `serf members` CLI {cli['cli_wall_ms']:.1f} ms wall, "
             f"{cli['cli_cpu_ms']:.1f} ms CPU per call; persistent RPC "
             f"{cli['rpc_wall_ms']:.2f} ms per call (used here)"
+        )
+    if facts.get("code_digest_start") != facts.get("code_digest_end"):
+        lines.append(
+            "WARNING: gossamer's source changed during the run; agents started (or restarted) "
+            "after the change ran different code. Rerun on a quiet tree."
         )
     lines.append(f"elapsed: {facts['elapsed_s']:.0f}s")
     return "\n".join(lines)
@@ -699,6 +908,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--json", metavar="PATH", help="write every raw sample here")
     p.add_argument("--kinds", default=",".join(KINDS), help="which kinds, in order")
     p.add_argument("--poll-ms", type=float, default=100.0, help="poll interval per observer")
+    p.add_argument("--join-trials", type=int, help="join trials per kind (default: 2 x --trials)")
+    p.add_argument(
+        "--join-poll-ms", type=float, default=50.0, help="poll interval during join trials"
+    )
     p.add_argument("--settle-s", type=float, default=30.0, help="idle before the CPU window")
     p.add_argument("--idle-window-s", type=float, default=30.0, help="CPU sampling window")
     p.add_argument("--gap-s", type=float, default=5.0, help="quiet time between trials")
@@ -706,6 +919,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--join-timeout-s", type=float, default=60.0)
     p.add_argument("--converge-timeout-s", type=float, default=120.0)
     p.add_argument("--keep-logs", action="store_true", help="keep the agents' logs")
+    p.add_argument(
+        "--sequential",
+        action="store_true",
+        help="one kind's cluster at a time (default: both up, trials interleaved)",
+    )
     args = p.parse_args(argv)
     args.kinds = [k for k in args.kinds.split(",") if k]
     if not set(args.kinds) <= set(KINDS):
@@ -714,6 +932,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         p.error("--size must be at least 3")
     if args.trials < 1:
         p.error("--trials must be at least 1")
+    if args.join_trials is None:
+        args.join_trials = 2 * args.trials
     return args
 
 
@@ -724,14 +944,13 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     t_start = time.monotonic()
     facts = machine_facts()
+    facts["code_digest_start"] = code_digest()
     facts["command"] = " ".join(
         shlex.quote(a) for a in [os.path.basename(sys.executable), *sys.argv]
     )
-    results: dict[str, KindResult] = {}
-    for kind in args.kinds:
-        log(f"{kind}: starting {args.size} agents, profile {args.profile}")
-        results[kind] = run_kind(kind, args)
+    results = run(args)
     facts["elapsed_s"] = time.monotonic() - t_start
+    facts["code_digest_end"] = code_digest()
     print(report(args, results, facts))
     if args.json:
         doc = {
@@ -749,11 +968,6 @@ def main(argv: list[str] | None = None) -> int:
         with open(args.json, "w") as f:
             json.dump(doc, f, indent=1)
     return 1 if any(r.error for r in results.values()) else 0
-
-
-@contextlib.contextmanager
-def _unused() -> Iterator[None]:  # pragma: no cover - placeholder removed below
-    yield
 
 
 if __name__ == "__main__":
