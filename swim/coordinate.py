@@ -37,12 +37,12 @@ coincident points the coordinates are bit-identical to Serf's.
 
 from __future__ import annotations
 
-import random
 import sys
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from math import isfinite, sqrt
 from operator import sub
+from random import Random  # injected by the driver; cores never call the module
 from typing import Any
 
 import msgpack
@@ -180,7 +180,7 @@ def _magnitude(vec: list[float]) -> float:
     return sqrt(total)
 
 
-def _random_unit(n: int, rng: random.Random) -> list[float]:
+def _random_unit(n: int, rng: Random) -> list[float]:
     """The fallback of Go ``unitVectorAt`` for coincident points."""
     ret = [rng.random() - 0.5 for _ in range(n)]
     mag = _magnitude(ret)
@@ -192,9 +192,7 @@ def _random_unit(n: int, rng: random.Random) -> list[float]:
     return ret
 
 
-def _unit_vector_at(
-    vec1: list[float], vec2: list[float], rng: random.Random
-) -> tuple[list[float], float]:
+def _unit_vector_at(vec1: list[float], vec2: list[float], rng: Random) -> tuple[list[float], float]:
     """Unit vector pointing at vec1 from vec2, and their distance (0.0 when they coincide)."""
     ret = _diff(vec1, vec2)
     mag = _magnitude(ret)
@@ -287,7 +285,7 @@ class Coordinate:
         return len(self.vec) == len(other.vec)
 
     def apply_force(
-        self, config: CoordinateConfig, force: float, other: Coordinate, rng: random.Random
+        self, config: CoordinateConfig, force: float, other: Coordinate, rng: Random
     ) -> Coordinate:
         """Go ``ApplyForce``: a copy moved by ``force`` seconds away from ``other``.
 
@@ -392,7 +390,7 @@ class CoordinateClient:
         "stats",
     )
 
-    def __init__(self, config: CoordinateConfig, rng: random.Random) -> None:
+    def __init__(self, config: CoordinateConfig, rng: Random) -> None:
         config.validate()
         self._config = config
         self._rng = rng

@@ -33,9 +33,9 @@ from __future__ import annotations
 
 import ipaddress
 import logging
-import random
 from collections.abc import Callable
 from dataclasses import dataclass
+from random import Random  # injected by the driver; cores never call the module
 from typing import Protocol
 
 from gossamer.core import Effect, Entropy, Event, TimerExpired, TimerWheel, counting
@@ -288,7 +288,7 @@ class Memberlist:
         addr: str,
         port: int,
         config: SwimConfig,
-        rng: random.Random,
+        rng: Random,
         entropy: Entropy,
         delegate: Delegate | None = None,
         keyring: Keyring | None = None,

@@ -33,10 +33,10 @@ from __future__ import annotations
 import base64
 import logging
 import math
-import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
+from random import Random  # injected by the driver; cores never call the module
 
 from gossamer import goregexp
 from gossamer.core import Effect, Entropy, Event, TimerExpired, TimerWheel, counting
@@ -270,7 +270,7 @@ class Serf:
         port: int,
         config: SerfConfig,
         tags: dict[str, str] | None,
-        rng: random.Random,
+        rng: Random,
         entropy: Entropy,
         keyring: Keyring | None = None,
     ) -> None:
