@@ -173,7 +173,6 @@ class Agent:
         self.exit_code = 0
         self._leaving = False
         self._leave_task: asyncio.Future[None] | None = None
-        self._started = time.monotonic()
         self.events: collections.deque[dict[str, Any]] = collections.deque(maxlen=EVENT_RING)
 
     # ------------------------------------------------------------------ data dir

@@ -411,9 +411,6 @@ class Memberlist:
         """ML estNumNodes: the length of the node list, dead-but-not-reaped included."""
         return len(self.probe_list)
 
-    def alive_members(self) -> list[Node]:
-        return [n for n in self.probe_list if not n.dead_or_left()]
-
     def any_alive(self) -> bool:
         return any(n.name != self.name and not n.dead_or_left() for n in self.probe_list)
 
@@ -462,9 +459,6 @@ class Memberlist:
     def send_user_packet(self, addr: Address, payload: bytes, node: Node | None = None) -> None:
         """ML SendToAddress / SendBestEffort: one user message, no piggybacking."""
         self._raw_send(addr, node, User(payload).encode())
-
-    def send_user_to_node(self, node: Node, payload: bytes) -> None:
-        self._raw_send(node.address, node, User(payload).encode())
 
     # ------------------------------------------------------------------ sending
 

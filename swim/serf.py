@@ -42,7 +42,7 @@ from gossamer import goregexp
 from gossamer.core import Effect, Entropy, Event, TimerExpired, TimerWheel, counting
 from swim import messages as sm
 from swim.broadcast import BroadcastQueue
-from swim.codec import DecodeError, NodeState
+from swim.codec import DecodeError
 from swim.config import SwimConfig
 from swim.coordinate import (
     Coordinate,
@@ -53,7 +53,6 @@ from swim.coordinate import (
     encode_ack_payload,
 )
 from swim.events import (
-    Address,
     ForceLeaveRequested,
     JoinCompleted,
     JoinRequested,
@@ -1381,16 +1380,3 @@ class Serf:
                     "%s: %s queue depth exceeds limit (%d), dropping", self.name, label, limit
                 )
                 q.prune(limit)
-
-    def members_by_status(self, status: MemberStatus) -> list[Member]:
-        return [m.snapshot() for m in self.members.values() if m.status == status]
-
-    def node(self, name: str) -> Node | None:
-        return self.ml.nodes.get(name)
-
-    def address(self) -> Address:
-        return self.ml.local.address
-
-    def alive_in_memberlist(self, name: str) -> bool:
-        n = self.ml.nodes.get(name)
-        return n is not None and n.state in (NodeState.ALIVE, NodeState.SUSPECT)
