@@ -412,7 +412,7 @@ def _register_agent_endpoints(srv: HTTPServer) -> None:
             },
             "DebugConfig": {
                 "BindAddr": cfg.bind_addr,
-                "AdvertiseAddrLAN": cfg.advertise,
+                "AdvertiseAddrLAN": agent.local_member().addr,
                 "SerfPortLAN": cfg.serf_lan_port,
                 "HTTPPort": cfg.http_port,
                 "ClientAddrs": [cfg.client_addr],

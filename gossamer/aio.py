@@ -26,6 +26,7 @@ import logging
 import os
 import random
 import signal
+import socket
 import sys
 import time
 import uuid
@@ -152,6 +153,10 @@ class Agent:
         if config.data_dir is None and not config.dev:
             raise StartError("data_dir cannot be empty")
         self.config = config
+        try:
+            self.advertise = config.advertise(host_ipv4_addresses())
+        except ConfigError as e:
+            raise StartError(str(e)) from None
         self.node_id = self._load_node_id()
         self.gossip_keyring = self._load_keyring()
         swim_cfg = SwimConfig.preset(config.gossip_profile)
@@ -159,7 +164,7 @@ class Agent:
         seed = int.from_bytes(os.urandom(8), "big")
         self.serf = Serf(
             name=config.node_name,
-            addr=config.advertise,
+            addr=self.advertise,
             port=config.serf_lan_port,
             config=self.serf_config,
             tags=agent_tags(config, self.node_id),
@@ -513,6 +518,31 @@ class Agent:
         return res
 
 
+def host_ipv4_addresses() -> list[str]:
+    """This host's IPv4 interface addresses (Linux: SIOCGIFADDR per interface; elsewhere the
+    source address the kernel would use for a private destination, found without sending)."""
+    out: list[str] = []
+    try:
+        import fcntl
+        import struct
+
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            for _, name in socket.if_nameindex():
+                req = struct.pack("256s", name.encode()[:15])
+                try:
+                    res = fcntl.ioctl(s.fileno(), 0x8915, req)  # SIOCGIFADDR
+                except OSError:
+                    continue  # an interface without an IPv4 address
+                out.append(socket.inet_ntoa(res[20:24]))
+    except (ImportError, OSError):
+        pass
+    if not out:
+        with contextlib.suppress(OSError), socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.connect(("10.255.255.255", 1))  # UDP connect sends nothing
+            out.append(s.getsockname()[0])
+    return out
+
+
 def _write_atomic(path: str, data: bytes, mode: int = 0o644) -> None:
     tmp = f"{path}.tmp{os.getpid()}"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
@@ -535,7 +565,7 @@ def banner(agent: Agent) -> str:
         f"        Datacenter: '{c.datacenter}' (Segment: '{'<all>' if c.server else ''}')",
         f"            Server: {str(c.server).lower()} (Bootstrap: false)",
         f"       Client Addr: [{c.client_addr}] (HTTP: {c.http_port})",
-        f"      Cluster Addr: {c.advertise} (LAN: {c.serf_lan_port})",
+        f"      Cluster Addr: {agent.advertise} (LAN: {c.serf_lan_port})",
         f"           Gossip: profile {c.gossip_profile}, encrypt: {enc}",
         "",
         "==> Log data will now stream in as it occurs:",

@@ -12,7 +12,7 @@ import ipaddress
 import socket
 from dataclasses import dataclass, field
 
-__all__ = ["AgentConfig", "ConfigError", "decode_gossip_key"]
+__all__ = ["AgentConfig", "ConfigError", "decode_gossip_key", "pick_advertise"]
 
 DEFAULT_HTTP_PORT = 8500
 DEFAULT_SERF_LAN_PORT = 8301
@@ -42,8 +42,8 @@ class AgentConfig:
     datacenter: str = "dc1"
     bind_addr: str = "0.0.0.0"
     advertise_addr: str | None = None
-    """Address other members use to reach us; defaults to bind_addr, or 127.0.0.1 when
-    that is 0.0.0.0."""
+    """Address other members use to reach us; defaults to bind_addr, or, when that is
+    0.0.0.0, the host's one private IPv4 address (Consul's rule; see :func:`pick_advertise`)."""
     serf_lan_port: int = DEFAULT_SERF_LAN_PORT
     http_port: int = DEFAULT_HTTP_PORT
     client_addr: str = "127.0.0.1"
@@ -85,19 +85,47 @@ class AgentConfig:
         if self.retry_interval_s <= 0:
             raise ConfigError("-retry-interval must be positive")
 
-    @property
-    def advertise(self) -> str:
+    def advertise(self, host_addrs: list[str]) -> str:
+        """The address to gossip; ``host_addrs`` are this host's IPv4 addresses, consulted
+        only when neither -advertise nor a specific -bind says."""
         if self.advertise_addr:
             return self.advertise_addr
-        if ipaddress.ip_address(self.bind_addr).is_unspecified:
-            return "127.0.0.1"
-        return self.bind_addr
+        if not ipaddress.ip_address(self.bind_addr).is_unspecified:
+            return self.bind_addr
+        return pick_advertise(host_addrs)
 
     @property
     def leaves_on_terminate(self) -> bool:
         if self.leave_on_terminate is not None:
             return self.leave_on_terminate
         return not self.server
+
+
+_PRIVATE_V4 = tuple(
+    ipaddress.ip_network(n)
+    for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10")
+)
+"""RFC 1918 private space and RFC 6598 shared space, as Consul's GetPrivateIP takes them."""
+
+
+def pick_advertise(host_addrs: list[str]) -> str:
+    """Consul's default when bound to 0.0.0.0: the one private IPv4 address of the host
+    (RFC 1918 or RFC 6598 shared space); none or several is an error asking for -bind or
+    -advertise, because guessing wrong silently splits a cluster."""
+    private = sorted(
+        {a for a in host_addrs if any(ipaddress.ip_address(a) in net for net in _PRIVATE_V4)},
+        key=ipaddress.ip_address,
+    )
+    if not private:
+        raise ConfigError(
+            "No private IPv4 address found; set -advertise (or -bind to a specific address)"
+        )
+    if len(private) > 1:
+        raise ConfigError(
+            f"Multiple private IPv4 addresses found ({', '.join(private)}). Please configure "
+            "one with -bind and/or -advertise."
+        )
+    return private[0]
 
 
 def _check_ip(flag: str, addr: str) -> None:

@@ -1039,7 +1039,7 @@ def test_agent_dev(fake_runtime: list[AgentConfig]) -> None:
         log_level="debug",
         gossip_profile="local",
     )
-    assert (dev_bound.bind_addr, dev_bound.advertise, dev_bound.server) == (
+    assert (dev_bound.bind_addr, dev_bound.advertise([]), dev_bound.server) == (
         "10.0.0.9",
         "10.0.0.9",
         False,

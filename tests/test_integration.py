@@ -285,3 +285,18 @@ def test_encrypted_cluster_rotates_keys_and_persists_them() -> None:
             DETECT_S,
             what="b back on the rotated key",
         )
+
+
+def test_advertise_default_is_the_one_private_address_as_consul_picks_it() -> None:
+    from gossamer.config import AgentConfig, ConfigError, pick_advertise
+
+    assert pick_advertise(["127.0.0.1", "10.1.2.3", "8.8.8.8", "169.254.1.1"]) == "10.1.2.3"
+    assert pick_advertise(["100.64.0.7"]) == "100.64.0.7"  # RFC 6598 shared space
+    with pytest.raises(ConfigError, match="No private IPv4 address"):
+        pick_advertise(["127.0.0.1", "192.0.2.2"])
+    with pytest.raises(ConfigError, match="Multiple private IPv4 addresses found"):
+        pick_advertise(["10.0.0.1", "192.168.1.1"])
+    cfg = AgentConfig(node_name="n", data_dir="d")
+    assert cfg.advertise(["10.0.0.9"]) == "10.0.0.9"
+    assert AgentConfig(node_name="n", bind_addr="127.0.0.2").advertise([]) == "127.0.0.2"
+    assert AgentConfig(node_name="n", advertise_addr="10.9.9.9").advertise([]) == "10.9.9.9"
