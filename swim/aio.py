@@ -169,6 +169,10 @@ class GossipDriver:
     def _execute(self, eff: Effect) -> None:
         if isinstance(eff, SendPacket):
             try:
+                # asyncio-dgram's send() is a coroutine that waits for the transport to
+                # drain; effects are carried out synchronously and in order, so we hand the
+                # datagram to its transport directly (UDP sendto never blocks; a full
+                # buffer drops the datagram, which gossip tolerates by design).
                 self._udp._transport.sendto(eff.data, eff.addr)
             except Exception as e:  # a full socket buffer or an unroutable address
                 self.stats["udp_send_errors"] += 1
