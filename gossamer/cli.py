@@ -30,6 +30,7 @@ import base64
 import enum
 import http.client
 import importlib
+import importlib.util
 import ipaddress
 import json
 import os
@@ -1142,6 +1143,195 @@ def _run_demo(args: list[str]) -> int:
     return code
 
 
+_SIM_FLAGS = (
+    Flag("seed", FlagKind.INT, "Run this one `seed` (default: the scenario's own seed)."),
+    Flag(
+        "seeds",
+        FlagKind.STRING,
+        "Run a `range` of seeds: A-B, or a comma list of seeds and ranges (1-50,77).",
+    ),
+    Flag(
+        "swarm",
+        FlagKind.BOOL,
+        "Swarm testing: each seed also picks the configuration and the fault mix within "
+        "the scenario's [swarm] bounds.",
+    ),
+    Flag("report", FlagKind.STRING, "Write the JSON report to this `file`."),
+    Flag(
+        "junit", FlagKind.STRING, "Write JUnit XML (a testcase per seed and check) to this `file`."
+    ),
+    Flag(
+        "plot",
+        FlagKind.STRING,
+        "Draw the first failing run (else the first) into this PNG `file` (needs matplotlib).",
+    ),
+    Flag(
+        "trace",
+        FlagKind.STRING,
+        "Write every delivered packet, member event and fault step to this `file`.",
+    ),
+    Flag("verbose", FlagKind.BOOL, "Print the whole fault timeline in the summary."),
+)
+
+_SIM_USAGE = """
+Usage: gossamer sim run SCENARIO.toml [options]
+       gossamer sim check SCENARIO.toml [-seed N] [-swarm]
+
+  Runs a scenario in the deterministic simulator: the real gossip cores on
+  virtual time, a simulated network and a timeline of faults. Each seed is
+  a safety phase under faults, then a liveness phase with a deadline for
+  convergence; checkers judge every step. Prints a summary (and for each
+  failing seed the one command that reproduces it) and exits 0 when every
+  check passed, 1 when one failed, 2 when the command line or the scenario
+  file is wrong. "check" validates the file and prints the expanded plan.
+  Flags may come before or after SCENARIO.
+"""
+
+
+def _parse_interspersed(flags: FlagSet, argv: Sequence[str]) -> tuple[ParsedFlags, list[str]]:
+    """Flags before and after positional arguments (``sim run FILE -seed 3``); ``--``
+    ends the flags."""
+    head = list(argv)
+    tail: list[str] = []
+    if "--" in head:
+        i = head.index("--")
+        head, tail = head[:i], head[i + 1 :]
+    defaults = flags.parse(())
+    values = dict(defaults.values)
+    explicit: set[str] = set()
+    positional: list[str] = []
+    rest = head
+    while True:
+        parsed = flags.parse(rest)
+        for key in parsed.explicit:
+            values[key] = parsed.values[key]
+            explicit.add(key)
+        if not parsed.args:
+            break
+        positional.append(parsed.args[0])
+        rest = parsed.args[1:]
+    return ParsedFlags(values, frozenset(explicit), positional + tail), positional + tail
+
+
+def _run_sim(args: list[str]) -> int:
+    if not args or args[0] in _HELP_ARGS:
+        text = _verb_help(_VERB_BY_NAME["sim"])
+        if not args:
+            raise CommandError(text, code=2)
+        _out(text)
+        return 0
+    sub, rest = args[0], args[1:]
+    if sub not in ("run", "check"):
+        raise CommandError(
+            f"Unknown sim command {_go_quote(sub)} (run or check)\n"
+            + _verb_help(_VERB_BY_NAME["sim"]),
+            code=2,
+        )
+    flag_part = rest[: rest.index("--")] if "--" in rest else rest
+    if any(a in _HELP_ARGS for a in flag_part):
+        _out(_verb_help(_VERB_BY_NAME["sim"]))
+        return 0
+    try:
+        f, positional = _parse_interspersed(FlagSet(_SIM_FLAGS), rest)
+    except FlagError as e:
+        raise CommandError(f"{e}\n{_verb_help(_VERB_BY_NAME['sim'])}", code=2) from None
+    if len(positional) != 1:
+        raise CommandError(
+            f"sim {sub} takes one scenario file, got {len(positional)} arguments", code=2
+        )
+    if f.is_set("seed") and f.is_set("seeds"):
+        raise CommandError("-seed and -seeds are alternatives; give one", code=2)
+    scenario_mod = _import_lazily("sim.scenario")
+    run_mod = _import_lazily("sim.run")
+    try:
+        scenario = scenario_mod.load(positional[0])
+        if f.is_set("seeds"):
+            seeds = run_mod.parse_seeds(f.get_str("seeds"))
+        elif f.is_set("seed"):
+            seeds = [f.get_int("seed")]
+        else:
+            seeds = [scenario.seed]
+        if any(not 0 <= s < 2**64 for s in seeds):
+            raise CommandError("seeds must be in [0, 2**64)", code=2)
+        swarm = f.get_bool("swarm")
+        if sub == "check":
+            for seed in seeds[:1]:
+                _out(_describe_plan(scenario.expand(seed, swarm=swarm)))
+            return 0
+        if swarm and scenario.swarm is None:
+            raise CommandError(
+                f"{scenario.path}: --swarm needs a [swarm] table in the scenario", code=2
+            )
+    except (scenario_mod.ScenarioError, ValueError) as e:
+        raise CommandError(str(e), code=2) from None
+    if f.get_str("plot") and not _has_module("matplotlib"):
+        raise CommandError("--plot needs matplotlib: pip install 'gossamer[plot]'")
+    report_mod = _import_lazily("sim.report")
+    trace_path = f.get_str("trace")
+    trace = open(trace_path, "w", encoding="utf-8") if trace_path else None  # noqa: SIM115
+    try:
+        progress = run_mod.Progress(len(seeds))
+        try:
+            results = run_mod.run_seeds(
+                scenario, seeds, swarm=swarm, trace=trace, progress=progress
+            )
+        except scenario_mod.ScenarioError as e:
+            raise CommandError(str(e), code=2) from None
+    finally:
+        if trace is not None:
+            trace.close()
+    _out(report_mod.summary(scenario, results, verbose=f.get_bool("verbose")))
+    if f.get_str("report"):
+        report_mod.write_json(f.get_str("report"), scenario, results)
+    if f.get_str("junit"):
+        report_mod.write_junit(f.get_str("junit"), scenario, results)
+    if f.get_str("plot"):
+        try:
+            report_mod.plot(scenario, results, f.get_str("plot"))
+        except report_mod.PlotUnavailable as e:
+            raise CommandError(str(e)) from None
+    return 0 if all(r.passed for r in results) else 1
+
+
+def _has_module(name: str) -> bool:
+    try:
+        return importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):  # ValueError: sys.modules[name] is None
+        return False
+
+
+def _describe_plan(plan: object) -> str:
+    """``sim check``: what one seed expands the scenario into."""
+    from sim.scenario import Plan
+
+    assert isinstance(plan, Plan)
+    sc = plan.scenario
+    lines = [
+        f"scenario {sc.name} ({sc.path}): valid",
+        f"  seed {plan.seed}" + (" (swarm)" if plan.swarm else ""),
+    ]
+    for k, v in plan.choices.items():
+        if k != "faults":
+            lines.append(f"  swarm chose {k} = {v}")
+    pools: dict[str, list[str]] = {}
+    for spec, role in plan.nodes:
+        pools.setdefault(spec.pool, []).append(spec.name + ("*" if role == "server" else ""))
+    for pool, names in pools.items():
+        shown = ", ".join(names[:8]) + (", …" if len(names) > 8 else "")
+        lines.append(f"  pool {pool}: {len(names)} nodes ({shown}; * = server)")
+    for name, link in plan.links.items():
+        lines.append(f"  link {name}: {link.describe()}")
+    for (a, b), link in plan.pairs.items():
+        lines.append(f"  link {a}-{b}: {link.describe()}")
+    lines.append(
+        f"  safety phase 0-{plan.last_heal_s():g}s, liveness until {plan.run_end_s():g}s; "
+        f"suspicion window {plan.suspicion_window_s(max(plan.pool_sizes().values())):.1f}s"
+    )
+    for action in plan.faults:
+        lines.append(f"  {action.label}: {action.describe()}")
+    return "\n".join(lines)
+
+
 def _import_lazily(name: str) -> types.ModuleType:
     """Import a heavy module only for the verb that needs it; a missing one is one line."""
     try:
@@ -1460,6 +1650,14 @@ Usage: gossamer rtt [options] node1 [node2]
 """,
         _run_rtt,
         flags=(Flag("wan", FlagKind.BOOL, "Use WAN coordinates instead of LAN coordinates."),),
+    ),
+    Verb(
+        "sim",
+        "Runs scenarios in the deterministic simulator",
+        _SIM_USAGE,
+        http=False,
+        flags=_SIM_FLAGS,
+        passthrough=_run_sim,
     ),
     Verb(
         "version",

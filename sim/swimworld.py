@@ -116,6 +116,10 @@ class SwimWorld:
         self.tags = tags or (lambda s: {"role": "node", "dc": s.dc})
         self.log = MembershipLog()
         self.on_member_event: list[Callable[[float, SimNode, MemberEvent], None]] = []
+        self.on_effect: list[Callable[[float, SimNode, Effect], None]] = []
+        """Observers of every other effect a core emits (user events, query answers...)."""
+        self.started_at: dict[str, float] = {}
+        """When each node first booted (its join-window moment)."""
         self.nodes: dict[str, SimNode] = {}
         self.pools: dict[str, list[str]] = {}
         for s in specs:
@@ -160,6 +164,9 @@ class SwimWorld:
             self.log.record(self.sim.now, node.name, eff.member.name, status)
             for cb in self.on_member_event:
                 cb(self.sim.now, node, eff)
+        else:
+            for cb2 in self.on_effect:
+                cb2(self.sim.now, node, eff)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -178,6 +185,7 @@ class SwimWorld:
         node, targets = arg
         if not node.up:
             node.start()
+        self.started_at.setdefault(node.name, self.sim.now)
         others = tuple((None, a) for a in targets if a != node.addr)
         if others:
             node.deliver(JoinRequested(0, others))

@@ -896,6 +896,7 @@ def test_help_lists_verbs(argv: list[str], capsys: pytest.CaptureFixture[str]) -
         "leave",
         "members",
         "rtt",
+        "sim",
         "version",
     ]
 
