@@ -21,6 +21,7 @@ Faults:
 from __future__ import annotations
 
 from collections.abc import Callable
+from heapq import heappush
 from typing import TYPE_CHECKING, Any
 
 from gossamer.core import Effect, Event, TimerExpired
@@ -38,6 +39,9 @@ if TYPE_CHECKING:
 
 __all__ = ["SimNode"]
 
+_TIMER = TimerExpired()
+"""TimerExpired carries nothing, so one instance serves every wake-up."""
+
 SOCKET_BUFFER_PACKETS = 1024
 """Inbound packets a stalled node queues before the kernel starts dropping them."""
 
@@ -45,8 +49,47 @@ Factory = Callable[["SimNode", float], Any]
 """(node, local start time) -> a started core. ``node.disk`` holds what it persisted."""
 Observer = Callable[["SimNode", Effect], None]
 
+_INF = float("inf")
+
 
 class SimNode:
+    """One simulated host and the process on it (see the module docstring).
+
+    Hot-path notes: a node allocates nothing per event beyond the core's own work and one
+    ``(gen, deadline)`` tuple per wake-up it arms; a wake-up that finds its deadline moved
+    later (the timer was cancelled or re-armed) re-arms without calling the core, which
+    would have had nothing to run.
+    """
+
+    __slots__ = (
+        "_armed",
+        "_gen",
+        "_last_local",
+        "_open_streams",
+        "_skewed",
+        "_wake_cb",
+        "addr",
+        "backlog",
+        "boots",
+        "bytes_sent",
+        "core",
+        "dc",
+        "disk",
+        "drift",
+        "dropped_while_stalled",
+        "factory",
+        "host",
+        "host_up",
+        "name",
+        "net",
+        "observer",
+        "offset",
+        "packets_sent",
+        "sim",
+        "stalled",
+        "up",
+    )
+
     def __init__(
         self,
         sim: Sim,
@@ -81,6 +124,12 @@ class SimNode:
         self._last_local = 0.0
         self._armed: float | None = None
         self._open_streams: set[int] = set()
+        self._skewed = False
+        """drift or offset is non-zero (else the local clock is the simulator's)."""
+        self._wake_cb = self._wake
+        self.packets_sent = 0
+        self.bytes_sent = 0
+        """UDP sent by this host (the network's per-node statistics)."""
         net.attach(self)
 
     # ------------------------------------------------------------------ clock
@@ -88,13 +137,17 @@ class SimNode:
     def local_now(self) -> float:
         """The node's clock. Monotonic even across float rounding of the drift conversion
         (cores assert that time never goes backwards)."""
-        t = self.offset + self.sim.now * (1.0 + self.drift)
+        t = self.sim.now
+        if self._skewed:
+            t = self.offset + t * (1.0 + self.drift)
         if t < self._last_local:
             return self._last_local
         self._last_local = t
         return t
 
     def _global(self, local: float) -> float:
+        if not self._skewed:
+            return local
         return (local - self.offset) / (1.0 + self.drift)
 
     def set_drift(self, rate: float) -> None:
@@ -104,6 +157,7 @@ class SimNode:
         local = self.local_now()
         self.drift = rate
         self.offset = local - self.sim.now * (1.0 + rate)
+        self._skewed = self.drift != 0.0 or self.offset != 0.0
         self._rearm()
 
     # ------------------------------------------------------------------ lifecycle
@@ -115,7 +169,13 @@ class SimNode:
         self.up = True
         self.stalled = False
         self.backlog.clear()
-        self.core = self.factory(self, self.local_now())
+        core = self.factory(self, self.local_now())
+        if getattr(core, "lazy_timers", None) is False:
+            # Let the core skip idle gossip rounds (replayed at their own deadlines on its
+            # next input, so a run differs from an eager one only for stalled or drifting
+            # nodes, which see a few more random draws or last-bit timing differences).
+            core.lazy_timers = True
+        self.core = core
         self._drain()
 
     def crash(self) -> None:
@@ -159,7 +219,7 @@ class SimNode:
                 return
             self._handle(ev, self.local_now())
         if self.up:
-            self._handle(TimerExpired(), self.local_now())
+            self._handle(_TIMER, self.local_now())
 
     # ------------------------------------------------------------------ inputs
 
@@ -172,7 +232,17 @@ class SimNode:
                 return
             self.backlog.append(ev)
             return
-        self._handle(ev, self.local_now())
+        # local_now(), inlined: every packet comes through here
+        t = self.sim.now
+        if self._skewed:
+            t = self.offset + t * (1.0 + self.drift)
+        if t < self._last_local:
+            t = self._last_local
+        else:
+            self._last_local = t
+        core = self.core
+        core.handle(t, ev)
+        self._drain(core)
 
     def deliver_stream(self, sid: int, ev: Event) -> None:
         """The end of a stream this node dialled (only its current incarnation hears it)."""
@@ -181,55 +251,105 @@ class SimNode:
             self.deliver(ev)
 
     def _handle(self, ev: Event, now: float) -> None:
-        self.core.handle(now, ev)
-        self._drain()
-
-    def _drain(self) -> None:
         core = self.core
-        for eff in core.take_effects():
-            t = type(eff)
-            if t is SendPacket:
-                self.net.send_packet(self, eff.addr, eff.data)
-            elif t is OpenStream:
-                self._open_streams.add(eff.stream_id)
-                self.net.open_stream(self, eff)
-            elif t is SendStreamResponse:
-                self.net.stream_response(self, eff.stream_id, eff.data)
-            elif t is CloseStream:
-                self.net.stream_response(self, eff.stream_id, None)
-            elif self.observer is not None:
-                self.observer(self, eff)
-            if not self.up:  # an observer may crash us (fault injection on an event)
-                return
-        self._rearm()
+        core.handle(now, ev)
+        self._drain(core)
+
+    def _drain(self, core: Any = None) -> None:
+        """Carry out the core's effects in order, then re-arm its wake-up."""
+        if core is None:
+            core = self.core
+        effects = core.take_effects()
+        if effects:
+            send = self.net.send_packet
+            for eff in effects:
+                t = type(eff)
+                if t is SendPacket:
+                    send(self, eff.addr, eff.data)
+                elif t is OpenStream:
+                    self._open_streams.add(eff.stream_id)
+                    self.net.open_stream(self, eff)
+                elif t is SendStreamResponse:
+                    self.net.stream_response(self, eff.stream_id, eff.data)
+                elif t is CloseStream:
+                    self.net.stream_response(self, eff.stream_id, None)
+                elif self.observer is not None:
+                    self.observer(self, eff)
+                if not self.up:  # an observer may crash us (fault injection on an event)
+                    return
+        elif not self.up:
+            return
+        if self.stalled:
+            return
+        # _arm(core.next_deadline()), inlined for its common case: a deadline earlier than
+        # the wake-up already armed (or none armed)
+        d = core.next_deadline()
+        armed = self._armed
+        if d is None or d == _INF or (armed is not None and d >= armed) or self._skewed:
+            self._arm(d)
+            return
+        self._gen = gen = self._gen + 1
+        self._armed = d
+        sim = self.sim
+        if d < sim.now:
+            assert sim.now - d < 1e-6, f"scheduling {sim.now - d:.6f} s in the past"
+            d = sim.now
+        sim._seq += 1
+        heappush(sim._q, (d, sim._seq, self._wake_cb, (gen, self._armed)))
 
     # ------------------------------------------------------------------ timers
 
     def _rearm(self) -> None:
         if not self.up or self.stalled:
             return
-        d = self.core.next_deadline()
-        if d is None or d == float("inf"):
-            if self._armed is not None:
+        self._arm(self.core.next_deadline())
+
+    def _arm(self, d: float | None) -> None:
+        """Make sure a wake-up is scheduled for the core's deadline ``d`` (local time)."""
+        armed = self._armed
+        if d is None or d == _INF:
+            if armed is not None:
                 self._gen += 1
                 self._armed = None
             return
-        if self._armed is not None and d >= self._armed:
+        if armed is not None and d >= armed:
             return  # the earlier wake-up will re-check
-        self._gen += 1
+        self._gen = gen = self._gen + 1
         self._armed = d
-        self.sim.at(self._global(d), self._wake, (self._gen, d))
+        # Sim.at, inlined: this runs after every event a node handles
+        sim = self.sim
+        t = self._global(d) if self._skewed else d
+        if t < sim.now:
+            assert sim.now - t < 1e-6, f"scheduling {sim.now - t:.6f} s in the past"
+            t = sim.now
+        sim._seq += 1
+        heappush(sim._q, (t, sim._seq, self._wake_cb, (gen, d)))
 
     def _wake(self, arg: tuple[int, float]) -> None:
         gen, deadline = arg
         if gen != self._gen or not self.up or self.stalled:
             return
         self._armed = None
-        # float rounding of the drift conversion must not leave a due timer undue
-        now = self.local_now()
+        # local_now(), inlined; float rounding of the drift conversion must not leave a
+        # due timer undue, so never earlier than the deadline
+        now = self.sim.now
+        if self._skewed:
+            now = self.offset + now * (1.0 + self.drift)
+        last = self._last_local
+        if now < last:
+            now = last
         if now < deadline:
-            now = self._last_local = deadline
-        self._handle(TimerExpired(), now)
+            now = deadline
+        self._last_local = now
+        core = self.core
+        d = core.next_deadline()
+        if d is None or d > now:
+            # The timer this wake-up was for has been cancelled or moved later: there is
+            # nothing to run, so skip the core (a TimerExpired would be a no-op) and re-arm.
+            self._arm(d)
+            return
+        core.handle(now, _TIMER)
+        self._drain(core)
 
     def __repr__(self) -> str:
         state = "stalled" if self.stalled else ("up" if self.up else "down")

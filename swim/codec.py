@@ -28,6 +28,7 @@ Rules:
 from __future__ import annotations
 
 import struct
+import sys
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -226,16 +227,28 @@ def struct_fields(m: Any, spec: Spec) -> dict[str, Any]:
 
 
 class Message:
-    """A memberlist message: a type byte and a body."""
+    """A memberlist message: a type byte and a body.
 
-    __slots__ = ()
+    Messages are immutable, so :meth:`encode` remembers its bytes in the ``_wire`` slot (not a
+    dataclass field: equality, hashing and repr ignore it): an alive or suspect message is
+    re-gossiped by every member that learns from it, and :func:`decode_message` hands all of
+    them the same object.
+    """
+
+    __slots__ = ("_wire",)
     TYPE: ClassVar[MsgType]
+    _wire: bytes
 
     def body(self) -> bytes:
         raise NotImplementedError
 
     def encode(self) -> bytes:
-        return bytes((self.TYPE,)) + self.body()
+        try:
+            return self._wire
+        except AttributeError:
+            wire = bytes((self.TYPE,)) + self.body()
+            object.__setattr__(self, "_wire", wire)  # frozen dataclasses refuse setattr
+            return wire
 
 
 @dataclass(frozen=True, slots=True)
@@ -517,15 +530,140 @@ def encode_message(msg: Message) -> bytes:
     return msg.encode()
 
 
+# Hand-specialised decoders for the messages every probe and gossip round carries. Each does
+# what ``cls(**decode_struct(body, cls.SPEC))`` does, field for field (the converters above
+# run for anything but the common well-typed value, so errors and zero values are the
+# same), without building a kwargs dict per message.
+
+
+def _map_of(body: bytes | memoryview) -> dict[bytes, Any]:
+    m = unpack(body)
+    if type(m) is dict:
+        return m
+    if m is None:
+        return {}  # go-msgpack 0.5.5 decodes nil into a struct as its zero value, no error
+    if not isinstance(m, dict):
+        raise DecodeError("expected a msgpack map")
+    return m
+
+
+def _u32_of(v: Any, key: str) -> int:
+    if type(v) is int and 0 <= v <= U32:
+        return v
+    return _uint(v, key, U32)
+
+
+def _u16_of(v: Any, key: str) -> int:
+    if type(v) is int and 0 <= v <= U16:
+        return v
+    return _uint(v, key, U16)
+
+
+def _str_of(v: Any, key: str) -> str:
+    if type(v) is bytes:
+        return v.decode("utf-8", "surrogateescape")
+    return _str(v, key)
+
+
+def _bytes_of(v: Any, key: str) -> bytes:
+    if type(v) is bytes:
+        return v
+    return _bytes(v, key)
+
+
+def _dec_ping(body: memoryview) -> Ping:
+    g = _map_of(body).get
+    return Ping(
+        _u32_of(g(b"SeqNo"), "seq_no"),
+        _str_of(g(b"Node"), "node"),
+        _bytes_of(g(b"SourceAddr"), "source_addr"),
+        _u16_of(g(b"SourcePort"), "source_port"),
+        _str_of(g(b"SourceNode"), "source_node"),
+    )
+
+
+def _dec_ack(body: memoryview) -> Ack:
+    g = _map_of(body).get
+    return Ack(_u32_of(g(b"SeqNo"), "seq_no"), _bytes_of(g(b"Payload"), "payload"))
+
+
+def _dec_alive(body: memoryview) -> Alive:
+    g = _map_of(body).get
+    return Alive(
+        _u32_of(g(b"Incarnation"), "incarnation"),
+        intern_str(_str_of(g(b"Node"), "node")),
+        intern_bytes(_bytes_of(g(b"Addr"), "addr")),
+        _u16_of(g(b"Port"), "port"),
+        intern_bytes(_bytes_of(g(b"Meta"), "meta")),
+        intern_bytes(_bytes_of(g(b"Vsn"), "vsn")),
+    )
+
+
+def _dec_suspect(body: memoryview) -> Suspect:
+    g = _map_of(body).get
+    return Suspect(
+        _u32_of(g(b"Incarnation"), "incarnation"),
+        _str_of(g(b"Node"), "node"),
+        _str_of(g(b"From"), "from_"),
+    )
+
+
+def _dec_dead(body: memoryview) -> Dead:
+    g = _map_of(body).get
+    return Dead(
+        _u32_of(g(b"Incarnation"), "incarnation"),
+        _str_of(g(b"Node"), "node"),
+        _str_of(g(b"From"), "from_"),
+    )
+
+
+def _generic_decoder(cls: Any) -> Callable[[memoryview], Message]:
+    def dec(body: memoryview) -> Message:
+        return cls(**decode_struct(body, cls.SPEC))  # type: ignore[no-any-return]
+
+    return dec
+
+
+_DECODERS: dict[int, Callable[[memoryview], Message]] = {
+    t: _generic_decoder(cls) for t, cls in _SIMPLE.items()
+}
+_DECODERS.update(
+    {
+        MsgType.PING: _dec_ping,
+        MsgType.ACK: _dec_ack,
+        MsgType.ALIVE: _dec_alive,
+        MsgType.SUSPECT: _dec_suspect,
+        MsgType.DEAD: _dec_dead,
+    }
+)
+
+_SHARED_TYPES = frozenset((MsgType.ALIVE, MsgType.SUSPECT, MsgType.DEAD))
+"""Gossiped messages: the same bytes reach every member many times over."""
+_DECODED: dict[bytes, Message] = {}
+"""decode_message's memo for gossiped messages (decoding is a pure function of the bytes and
+messages are immutable, so every core in a process may share the result, and with it the
+strings inside: members' names, addresses and meta are stored once, not once per view)."""
+DECODED_MEMO_MAX = 1 << 16
+"""Entries the memo keeps; it is emptied when full (bounds memory, keeps it deterministic)."""
+
+
 def decode_message(buf: bytes) -> Message:
     """Decode one message (type byte + body). Compound/CRC/encrypt wrappers are not messages:
     use :func:`open_packet` or :func:`open_stream` for those."""
     if not buf:
         raise DecodeError("empty message")
     t = buf[0]
-    cls = _SIMPLE.get(t)
-    if cls is not None:
-        return cls(**decode_struct(memoryview(buf)[1:], cls.SPEC))  # type: ignore[no-any-return]
+    dec = _DECODERS.get(t)
+    if dec is not None:
+        if t in _SHARED_TYPES and type(buf) is bytes:
+            msg = _DECODED.get(buf)
+            if msg is None:
+                msg = dec(memoryview(buf)[1:])
+                if len(_DECODED) >= DECODED_MEMO_MAX:
+                    _DECODED.clear()
+                _DECODED[buf] = msg
+            return msg
+        return dec(memoryview(buf)[1:])
     if t == MsgType.USER:
         return User(bytes(buf[1:]))
     if t == MsgType.PUSH_PULL:
@@ -536,6 +674,7 @@ def decode_message(buf: bytes) -> Message:
 def _decode_push_pull(buf: bytes) -> PushPull:
     up = msgpack.Unpacker(raw=True, strict_map_key=False, max_buffer_size=len(buf) + 1)
     up.feed(memoryview(buf)[1:])
+    memo = _PUSH_STATES
     try:
         header = struct_fields(up.unpack(), _PUSH_HEADER_SPEC)
         n = header["nodes"]
@@ -543,10 +682,24 @@ def _decode_push_pull(buf: bytes) -> PushPull:
         if not 0 <= n <= min(len(buf), PUSH_PULL_NODES_MAX) or not 0 <= user_len <= len(buf):
             raise DecodeError("push/pull header counts out of range")
         nodes = []
+        skip = up.skip
+        tell = up.tell
+        start = tell()
         for _ in range(n):
-            f = struct_fields(up.unpack(), PushNodeState.SPEC)
-            nodes.append(PushNodeState(**f))
-        consumed = 1 + up.tell()
+            # Find the entry's bytes, then decode them once per process: every member
+            # lists every member, so the same entry arrives in push/pulls over and over.
+            skip()
+            end = tell()
+            raw = buf[1 + start : 1 + end]
+            state = memo.get(raw)
+            if state is None:
+                state = _push_node_state(msgpack.unpackb(raw, raw=True, strict_map_key=False))
+                if len(memo) >= DECODED_MEMO_MAX:
+                    memo.clear()
+                memo[raw] = state
+            nodes.append(state)
+            start = end
+        consumed = 1 + tell()
     except msgpack.OutOfData:
         raise DecodeError("truncated push/pull") from None
     except DecodeError:
@@ -559,18 +712,99 @@ def _decode_push_pull(buf: bytes) -> PushPull:
     return PushPull(join=header["join"], nodes=tuple(nodes), user_state=user_state)
 
 
+_PUSH_STATES: dict[bytes, PushNodeState] = {}
+"""_decode_push_pull's memo, entry bytes -> PushNodeState (as ``_DECODED``)."""
+
+
+def _push_node_state(m: Any) -> PushNodeState:
+    """``PushNodeState(**struct_fields(m, PushNodeState.SPEC))``, fields checked in the same
+    order, with the member's name and byte strings interned (shared by every view)."""
+    if type(m) is not dict:
+        if m is None:
+            m = {}
+        elif not isinstance(m, dict):
+            raise DecodeError("expected a msgpack map")
+    g = m.get
+    state = g(b"State")
+    return PushNodeState(
+        intern_str(_str_of(g(b"Name"), "name")),
+        intern_bytes(_bytes_of(g(b"Addr"), "addr")),
+        _u16_of(g(b"Port"), "port"),
+        intern_bytes(_bytes_of(g(b"Meta"), "meta")),
+        _u32_of(g(b"Incarnation"), "incarnation"),
+        state if type(state) is int and 0 <= state <= 3 else _int(state, "state"),
+        intern_bytes(_bytes_of(g(b"Vsn"), "vsn")),
+    )
+
+
+def encode_push_pull(join: bool, nodes: Any, user_state: bytes) -> bytes:
+    """``PushPull(join, states, user_state).encode()`` straight from objects with the
+    PushNodeState attributes (``Node`` will do; ``state`` is converted with ``int``), without
+    a PushNodeState per member. Each entry's bytes are remembered by its fields: every
+    member lists every member, so the same entries are encoded over and over."""
+    memo = _PUSH_ENTRIES
+    parts = [bytes((MsgType.PUSH_PULL,)), b""]
+    append = parts.append
+    for n in nodes:
+        key = (n.name, n.incarnation, n.state, n.port, n.addr, n.meta, n.vsn)
+        entry = memo.get(key)
+        if entry is None:
+            entry = pack(
+                {
+                    "Addr": n.addr,
+                    "Incarnation": n.incarnation,
+                    "Meta": n.meta,
+                    "Name": n.name.encode("utf-8", "surrogateescape"),
+                    "Port": n.port,
+                    "State": int(n.state),
+                    "Vsn": n.vsn,
+                }
+            )
+            if len(memo) >= DECODED_MEMO_MAX:
+                memo.clear()
+            memo[key] = entry
+        append(entry)
+    parts[1] = pack({"Join": join, "Nodes": len(parts) - 2, "UserStateLen": len(user_state)})
+    append(user_state)
+    return b"".join(parts)
+
+
+_PUSH_ENTRIES: dict[tuple[Any, ...], bytes] = {}
+"""encode_push_pull's memo: (name, incarnation, state, port, addr, meta, vsn) -> bytes."""
+
+
+_INTERNED_BYTES: dict[bytes, bytes] = {}
+INTERNED_MAX = 1 << 17
+
+
+def intern_str(s: str) -> str:
+    """One object per distinct member name in the process (``sys.intern``): a name is held
+    by every view of the member, so this divides that memory by the cluster size."""
+    return sys.intern(s) if type(s) is str else s
+
+
+def intern_bytes(b: bytes) -> bytes:
+    """:func:`intern_str` for addresses, meta and version vectors (a bounded table)."""
+    got = _INTERNED_BYTES.get(b)
+    if got is not None:
+        return got
+    if len(_INTERNED_BYTES) >= INTERNED_MAX:
+        _INTERNED_BYTES.clear()
+    _INTERNED_BYTES[b] = b
+    return b
+
+
 # --------------------------------------------------------------------------- compound, CRC, LZW
 
 
 def make_compound(parts: list[bytes]) -> bytes:
-    if not 1 <= len(parts) <= 255:
+    n = len(parts)
+    if not 1 <= n <= 255:
         raise ValueError("a compound message holds 1 to 255 parts")
-    head = bytearray((MsgType.COMPOUND, len(parts)))
-    for p in parts:
-        if len(p) > U16:
-            raise ValueError("compound part longer than 65535 bytes")
-        head += struct.pack(">H", len(p))
-    return bytes(head) + b"".join(parts)
+    lengths = list(map(len, parts))
+    if max(lengths) > U16:
+        raise ValueError("compound part longer than 65535 bytes")
+    return b"".join((bytes((MsgType.COMPOUND, n)), _COMPOUND_LENGTHS[n].pack(*lengths), *parts))
 
 
 def split_compound(buf: bytes) -> tuple[list[bytes], int]:
@@ -635,6 +869,46 @@ def seal_packet(
         assert entropy is not None
         msg = encrypt(keyring, msg, None, entropy)
     return msg
+
+
+_COMPOUND_LENGTHS = [struct.Struct(f">{n}H") for n in range(256)]
+
+
+def plain_packet_parts(buf: bytes) -> list[bytes] | None:
+    """The messages in an unencrypted UDP payload, for the common shapes only: a message or
+    one compound of messages, with or without a (good) CRC. Returns exactly what
+    ``open_packet(buf, None).messages`` would, or None whenever that would also drop
+    something or unwrap anything else (then call :func:`open_packet`, which says why)."""
+    n = len(buf)
+    if n == 0 or n > PACKET_BYTES_MAX:
+        return None
+    t = buf[0]
+    if t == MsgType.HAS_CRC:
+        if n <= 5 or zlib.crc32(memoryview(buf)[5:]) != int.from_bytes(buf[1:5], "big"):
+            return None
+        buf = buf[5:]
+        n -= 5
+        t = buf[0]
+    if t != MsgType.COMPOUND:
+        return None if t == MsgType.COMPRESS else [buf]
+    if n < 2:
+        return None
+    k = buf[1]
+    off = 2 + 2 * k
+    if n < off:
+        return None
+    parts = []
+    for ln in _COMPOUND_LENGTHS[k].unpack_from(buf, 2):
+        end = off + ln
+        if ln == 0 or end > n:
+            return None
+        part = buf[off:end]
+        first = part[0]
+        if first == MsgType.COMPOUND or first == MsgType.COMPRESS:
+            return None
+        parts.append(part)
+        off = end
+    return parts
 
 
 @dataclass(slots=True)

@@ -37,11 +37,12 @@ coincident points the coordinates are bit-identical to Serf's.
 
 from __future__ import annotations
 
+import struct
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator, MutableMapping
 from dataclasses import dataclass
 from math import isfinite, sqrt
-from operator import sub
+from operator import mul, sub
 from random import Random  # injected by the driver; cores never call the module
 from typing import Any
 
@@ -51,6 +52,7 @@ __all__ = [
     "MAX_RTT_S",
     "PING_VERSION",
     "Coordinate",
+    "CoordinateCache",
     "CoordinateClient",
     "CoordinateConfig",
     "CoordinateError",
@@ -210,6 +212,23 @@ def _sum_loop(values: Iterable[float]) -> float:
 
 # Go sums left to right. So does sum() before Python 3.12; from 3.12 it compensates rounding.
 _sequential_sum: Callable[[list[float]], float] = sum if sys.version_info < (3, 12) else _sum_loop
+
+
+def _sum_squares_loop(vec: list[float]) -> float:
+    total = 0.0
+    for a in vec:
+        total += a * a
+    return total
+
+
+def _sum_squares_c(vec: list[float]) -> float:
+    return sum(map(mul, vec, vec))  # type: ignore[no-any-return]
+
+
+_sum_squares: Callable[[list[float]], float] = (
+    _sum_squares_c if sys.version_info < (3, 12) else _sum_squares_loop
+)
+"""Left-to-right sum of squares (Go's loop): in C where ``sum`` does not compensate."""
 
 
 def _all_finite(vec: list[float]) -> bool:
@@ -374,6 +393,8 @@ class CoordinateClient:
     """
 
     __slots__ = (
+        "_ack",
+        "_ack_for",
         "_adjustment_index",
         "_adjustment_samples",
         "_cc",
@@ -397,7 +418,8 @@ class CoordinateClient:
         self._coord = Coordinate.new(config)
         self._adjustment_index = 0
         self._adjustment_samples = [0.0] * config.adjustment_window_size
-        self._latency_samples: dict[str, list[float]] = {}
+        self._latency_samples: dict[str, bytes] = {}
+        """node -> its last RTT samples, oldest first, packed as native doubles."""
         # Hot-path copies of the config.
         self._ce = config.vivaldi_ce
         self._cc = config.vivaldi_cc
@@ -407,6 +429,9 @@ class CoordinateClient:
         self._window = config.adjustment_window_size
         self._filter_size = config.latency_filter_size
         self.stats: dict[str, int] = {"resets": 0, "zero_rtt": 0, "rejected": 0}
+        self._ack = b""
+        self._ack_for: Coordinate | None = None
+        """The coordinate ``_ack`` encodes (``_coord`` is replaced, never changed in place)."""
 
     @property
     def config(self) -> CoordinateConfig:
@@ -415,6 +440,15 @@ class CoordinateClient:
     def coordinate(self) -> Coordinate:
         """A copy of our coordinate (Go ``GetCoordinate``)."""
         return self._coord.clone()
+
+    def ack_payload(self) -> bytes:
+        """``encode_ack_payload(self.coordinate())``, encoded once per coordinate: every
+        ping we answer carries it, and it only changes when one of our own probes ends."""
+        c = self._coord
+        if self._ack_for is not c:
+            self._ack = encode_ack_payload(c)
+            self._ack_for = c
+        return self._ack
 
     def set_coordinate(self, c: Coordinate) -> None:
         """Force our coordinate (Go ``SetCoordinate``); ``CoordinateError`` if unusable."""
@@ -436,15 +470,24 @@ class CoordinateClient:
             raise CoordinateError("coordinate is invalid")
 
     def _latency_filter(self, node: str, rtt_s: float) -> float:
-        """Median of the last ``latency_filter_size`` RTTs of ``node``, this one included."""
-        samples = self._latency_samples.get(node)
-        if samples is None:
-            self._latency_samples[node] = [rtt_s]
+        """Median of the last ``latency_filter_size`` RTTs of ``node``, this one included.
+
+        A client keeps samples for every member it probes, i.e. every member: they are
+        stored packed (8 bytes a sample in one bytes object, not a list of float objects),
+        which is a third of the memory; packing a double is exact.
+        """
+        samples_of = self._latency_samples
+        packed = samples_of.get(node)
+        if packed is None:
+            samples_of[node] = _doubles(1).pack(rtt_s)
             return rtt_s
+        samples = list(_doubles(len(packed) >> 3).unpack(packed))
         samples.append(rtt_s)
         if len(samples) > self._filter_size:
             del samples[0]
-        return sorted(samples)[len(samples) // 2]
+        samples_of[node] = _doubles(len(samples)).pack(*samples)
+        median: float = sorted(samples)[len(samples) // 2]
+        return median
 
     def update(self, node: str, other: Coordinate, rtt_s: float) -> Coordinate:
         """Go ``Update``: fold in one RTT to ``node``, whose coordinate is ``other``.
@@ -486,10 +529,7 @@ class CoordinateClient:
 
         # updateVivaldi: dist = c.DistanceTo(other), whole nanoseconds like Go.
         diffs = list(map(sub, vec, ovec))
-        total = 0.0
-        for d in diffs:
-            total += d * d
-        mag = sqrt(total)
+        mag = sqrt(_sum_squares(diffs))
         dist = mag + height + other_height
         adjusted = dist + coord.adjustment + other.adjustment
         if adjusted > 0.0:
@@ -511,7 +551,9 @@ class CoordinateClient:
         # ApplyForce(force, other); its unit vector is diffs * (1/mag) (Go multiplies).
         if mag > _ZERO_THRESHOLD:
             inv = 1.0 / mag
-            vec = [v + d * inv * force for v, d in zip(vec, diffs, strict=True)]
+            vec = [
+                v + d * inv * force for v, d in zip(vec, diffs, strict=True)
+            ]  # same length, checked
             height = (height + other_height) * force / mag + height
             if height < height_min:
                 height = height_min
@@ -522,9 +564,7 @@ class CoordinateClient:
         # updateAdjustment: raw distance from the moved coordinate, unclamped RTT.
         window = self._window
         if window:
-            total = 0.0
-            for d in map(sub, vec, ovec):
-                total += d * d
+            total = _sum_squares(list(map(sub, vec, ovec)))
             window_samples = self._adjustment_samples
             index = self._adjustment_index
             window_samples[index] = rtt - (sqrt(total) + height + other_height)
@@ -534,10 +574,7 @@ class CoordinateClient:
             adjustment = coord.adjustment
 
         # updateGravity: origin.DistanceTo(c), then ApplyForce(-(dist/rho)**2, origin).
-        total = 0.0
-        for v in vec:
-            total += v * v
-        mag = sqrt(total)
+        mag = sqrt(_sum_squares(vec))
         dist = mag + height_min + height
         adjusted = dist + 0.0 + adjustment  # + origin.adjustment, kept for Go's rounding
         if adjusted > 0.0:
@@ -571,6 +608,58 @@ class CoordinateClient:
         return self._coord.clone()
 
 
+_DOUBLES: dict[int, struct.Struct] = {}
+
+
+def _doubles(n: int) -> struct.Struct:
+    st = _DOUBLES.get(n)
+    if st is None:
+        st = _DOUBLES[n] = struct.Struct(f"={n}d")
+    return st
+
+
+class CoordinateCache(MutableMapping[str, Coordinate]):
+    """Serf's coordinate cache (SERF coordCache): the latest coordinate of each member.
+
+    A member caches one coordinate per member it has probed, i.e. per member, so this is
+    N^2 coordinates in a simulated cluster. A Coordinate object (a list and eleven float
+    objects) takes ~450 bytes; :meth:`put_compact` stores its components packed as native
+    doubles instead (~120 bytes; packing a double is exact), and reading builds an equal
+    Coordinate again. Values set with ``[]=`` are kept as given.
+    """
+
+    __slots__ = ("_d",)
+
+    def __init__(self) -> None:
+        self._d: dict[str, Coordinate | bytes] = {}
+
+    def put_compact(self, node: str, c: Coordinate) -> None:
+        vec = c.vec
+        self._d[node] = _doubles(len(vec) + 3).pack(*vec, c.error, c.adjustment, c.height)
+
+    def __getitem__(self, node: str) -> Coordinate:
+        v = self._d[node]
+        if type(v) is bytes:
+            f = _doubles(len(v) >> 3).unpack(v)
+            return Coordinate(list(f[:-3]), f[-3], f[-2], f[-1])
+        return v  # type: ignore[return-value]
+
+    def __setitem__(self, node: str, c: Coordinate) -> None:
+        self._d[node] = c
+
+    def __delitem__(self, node: str) -> None:
+        del self._d[node]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._d)
+
+    def __len__(self) -> int:
+        return len(self._d)
+
+    def __contains__(self, node: object) -> bool:
+        return node in self._d
+
+
 def encode_ack_payload(c: Coordinate) -> bytes:
     """Serf's ack payload: ``PingVersion`` then the coordinate as Go's msgpack codec writes it.
 
@@ -588,15 +677,34 @@ def decode_ack_payload(b: bytes) -> Coordinate:
     """
     if not isinstance(b, bytes | bytearray | memoryview):
         raise CoordinateError(f"ack payload: expected bytes, got {type(b).__name__}")
-    data = bytes(b)
+    data = b if type(b) is bytes else bytes(b)
     if not data:
         raise CoordinateError("ack payload is empty")
     if data[0] != PING_VERSION:
         raise CoordinateError(f"unsupported ping version: {data[0]}")
     try:
-        obj = msgpack.unpackb(data[1:], raw=True)
+        obj = msgpack.unpackb(memoryview(data)[1:], raw=True)
     except msgpack.ExtraData as extra:
         obj = extra.unpacked
     except Exception as exc:  # msgpack raises several types for malformed input
         raise CoordinateError(f"failed to decode coordinate from ping: {exc}") from exc
+    if type(obj) is dict and len(obj) == 4:
+        # What every Serf sends: the four fields as finite floats. from_wire would take
+        # them as they are (float(x) is x), so build the coordinate directly.
+        vec = obj.get(b"Vec")
+        error = obj.get(b"Error")
+        adjustment = obj.get(b"Adjustment")
+        height = obj.get(b"Height")
+        if (
+            type(vec) is list
+            and type(error) is float
+            and type(adjustment) is float
+            and type(height) is float
+            and isfinite(error)
+            and isfinite(adjustment)
+            and isfinite(height)
+            and all(type(x) is float for x in vec)
+            and all(map(isfinite, vec))
+        ):
+            return Coordinate(vec, error, adjustment, height)
     return Coordinate.from_wire(obj)

@@ -87,6 +87,7 @@ log = logging.getLogger("gossamer.swim")
 COMPOUND_HEADER_OVERHEAD = 2
 COMPOUND_OVERHEAD = 2
 USER_MSG_OVERHEAD = 1
+_ALIVE, _SUSPECT, _DEAD, _LEFT = NodeState.ALIVE, NodeState.SUSPECT, NodeState.DEAD, NodeState.LEFT
 TCP_FALLBACK_GRACE_S = 0.25
 """How long past the probe deadline we wait for a TCP fallback ping the driver has not
 reported yet (the driver times it out at the deadline, so this only covers scheduling)."""
@@ -98,11 +99,25 @@ def ip_bytes(ip: str) -> bytes:
 
 
 def ip_text(b: bytes) -> str:
+    host = _HOSTS.get(b)
+    if host is not None:
+        return host
     if len(b) == 4:
-        return f"{b[0]}.{b[1]}.{b[2]}.{b[3]}"
-    if len(b) == 16:
-        return str(ipaddress.IPv6Address(b))
-    raise ValueError("an IP address is 4 or 16 bytes")
+        host = f"{b[0]}.{b[1]}.{b[2]}.{b[3]}"
+    elif len(b) == 16:
+        host = str(ipaddress.IPv6Address(b))
+    else:
+        raise ValueError("an IP address is 4 or 16 bytes")
+    if len(_HOSTS) >= _HOSTS_MAX:
+        _HOSTS.clear()
+    _HOSTS[bytes(b)] = host
+    return host
+
+
+_HOSTS: dict[bytes, str] = {}
+"""ip_text's memo: one string per address, shared by every view of a member (a pure
+function's cache, so sharing it between cores changes nothing but memory and time)."""
+_HOSTS_MAX = 1 << 16
 
 
 class Node:
@@ -186,6 +201,13 @@ class Delegate(Protocol):
     def notify_ping_complete(self, node: Node, rtt_s: float, payload: bytes) -> None: ...
 
 
+class PendingBroadcasts(Protocol):
+    """Optional delegate method: whether ``get_broadcasts`` could return anything now. A
+    delegate that has it lets an idle gossip round be skipped (see ``_gossip_idle``)."""
+
+    def has_broadcasts(self) -> bool: ...
+
+
 class NullDelegate:
     """No layer above: no meta, no user messages. For tests and plain memberlist use."""
 
@@ -197,6 +219,9 @@ class NullDelegate:
 
     def get_broadcasts(self, overhead: int, limit: int) -> list[bytes]:
         return []
+
+    def has_broadcasts(self) -> bool:
+        return False
 
     def local_state(self, join: bool) -> bytes:
         return b""
@@ -302,6 +327,15 @@ class Memberlist:
         self.rng = rng
         self.entropy = entropy
         self.delegate: Delegate = delegate if delegate is not None else NullDelegate()
+        self._delegate_pending: Callable[[], bool] | None = getattr(
+            self.delegate, "has_broadcasts", None
+        )
+        self._fast_rng = type(rng) is Random
+        """Draws can inline randrange's algorithm (same numbers, a quarter of the cost)."""
+        self.lazy_timers = False
+        """Set by a driver that accepts lazy timers (the simulator): then, while nothing is
+        queued, ``next_deadline`` leaves out the gossip round, which only draws its targets
+        and is replayed at its own deadline on the next input (see ``TimerWheel``)."""
         self.keyring = keyring
         self.outbox: list[Effect] = outbox if outbox is not None else []
         self.timers = timers if timers is not None else TimerWheel()
@@ -338,6 +372,8 @@ class Memberlist:
         self.now = now
         if self.shutdown:
             return
+        timers = self.timers
+        timers.run_lazy(now)
         if isinstance(event, PacketReceived):
             self.ingest_packet(event.data, event.addr)
         elif isinstance(event, TimerExpired):
@@ -350,13 +386,22 @@ class Memberlist:
             self._stream_failed(event.stream_id, event.reason)
         else:
             raise TypeError(f"memberlist cannot handle {type(event).__name__}")
-        self.timers.run_due(now)
+        timers.run_due(now)
 
     def next_deadline(self) -> float | None:
         # After stop() no timer runs again; a stale deadline would make a driver spin.
         if self.shutdown:
             return None
-        return self.timers.next_deadline()
+        return self.timers.next_deadline(idle=self.lazy_timers and self.gossip_idle())
+
+    def gossip_idle(self) -> bool:
+        """Nothing is queued to gossip, here or in the delegate: a gossip round would only
+        draw its targets, so its timer may be run late, lazily (``TimerWheel``, "lazy
+        timers"). With a delegate that cannot say (no ``has_broadcasts``), never idle."""
+        if self.broadcasts.queued:
+            return False
+        pending = self._delegate_pending
+        return pending is not None and not pending()
 
     def take_effects(self) -> list[Effect]:
         out, self.outbox[:] = list(self.outbox), []
@@ -389,7 +434,9 @@ class Memberlist:
             return self.rng.random() * interval if cfg.stagger else 0.0
 
         self.timers.set("probe", now + stagger(cfg.probe_interval_s), self._probe_tick)
-        self.timers.set("gossip", now + stagger(cfg.gossip_interval_s), self._gossip_tick)
+        self.timers.set(
+            "gossip", now + stagger(cfg.gossip_interval_s), self._gossip_tick, lazy=True
+        )
         if cfg.push_pull_interval_s > 0:
             self.timers.set(
                 "pushpull", now + stagger(cfg.push_pull_interval_s), self._push_pull_tick
@@ -473,10 +520,18 @@ class Memberlist:
         return ENCRYPT_OVERHEAD_V0 if self.config.protocol_version == 1 else ENCRYPT_OVERHEAD_V1
 
     def _get_broadcasts(self, overhead: int, limit: int) -> list[bytes]:
-        out = self.broadcasts.get(overhead, limit, self.num_nodes())
-        used = sum(len(m) + overhead for m in out)
+        queue = self.broadcasts
+        if queue.queued:
+            out = queue.get(overhead, limit, len(self.probe_list))
+            used = sum(map(len, out)) + overhead * len(out)
+        else:
+            out = []
+            used = 0
         avail = limit - used
         if avail > overhead + USER_MSG_OVERHEAD:
+            pending = self._delegate_pending
+            if pending is not None and not pending():
+                return out  # get_broadcasts would hand out nothing
             for m in self.delegate.get_broadcasts(overhead + USER_MSG_OVERHEAD, avail):
                 out.append(b"\x08" + m)
         return out
@@ -488,7 +543,8 @@ class Memberlist:
             avail -= self._encrypt_overhead()
         extra = self._get_broadcasts(COMPOUND_OVERHEAD, avail)
         if extra:
-            msg = codec.make_compound([msg, *extra])
+            extra.insert(0, msg)
+            msg = codec.make_compound(extra)
         self._raw_send(addr, None, msg)
 
     def _raw_send(self, addr: Address, node: Node | None, msg: bytes) -> None:
@@ -497,15 +553,20 @@ class Memberlist:
             # memberlist looks the destination up by IP string in its name-keyed map, which
             # only finds nodes named after their IP; we copy that so our bytes match.
             node = self.nodes.get(addr[0])
-        data = codec.seal_packet(
-            msg,
-            compress=self.config.enable_compression,
-            crc=node is not None and node.pmax >= 5,
-            keyring=self.keyring if self._encrypting() else None,
-            entropy=self.entropy,
-        )
-        counting(self.stats, "packets_sent")
-        counting(self.stats, "bytes_sent", len(data))
+        crc = node is not None and len(node.vsn) > 1 and node.vsn[1] >= 5
+        if self.config.enable_compression or self._encrypting():
+            data = codec.seal_packet(
+                msg,
+                compress=self.config.enable_compression,
+                crc=crc,
+                keyring=self.keyring if self._encrypting() else None,
+                entropy=self.entropy,
+            )
+        else:
+            data = codec.add_crc(msg) if crc else msg  # seal_packet's plain case
+        stats = self.stats
+        stats["packets_sent"] = stats.get("packets_sent", 0) + 1
+        stats["bytes_sent"] = stats.get("bytes_sent", 0) + len(data)
         self.outbox.append(SendPacket(addr, data))
 
     def _broadcast(
@@ -516,7 +577,14 @@ class Memberlist:
     # ------------------------------------------------------------------ packets in
 
     def ingest_packet(self, data: bytes, addr: Address) -> None:
-        counting(self.stats, "packets_received")
+        stats = self.stats
+        stats["packets_received"] = stats.get("packets_received", 0) + 1
+        if self.keyring is None or not len(self.keyring):
+            parts = codec.plain_packet_parts(data)
+            if parts is not None:  # what open_packet would find, with nothing dropped
+                for msg in parts:
+                    self._handle_command(msg, addr)
+                return
         opened = codec.open_packet(
             data,
             self.keyring if self.keyring is not None and len(self.keyring) else None,
@@ -542,25 +610,42 @@ class Memberlist:
         except DecodeError as e:
             self._drop(f"decode {t}: {e.reason}", addr)
             return
-        if isinstance(m, Ping):
-            self._handle_ping(m, addr)
-        elif isinstance(m, IndirectPing):
-            self._handle_indirect_ping(m, addr)
-        elif isinstance(m, Ack):
-            self._handle_ack(m)
-        elif isinstance(m, Nack):
-            self._handle_nack(m)
-        elif isinstance(m, Alive):
-            if self.config.protocol_version < 2 or m.port == 0:
-                m = Alive(m.incarnation, m.node, m.addr, self.advertise_port, m.meta, m.vsn)
-            if len(m.addr) not in (4, 16):
+        # decode_message returns exactly these classes: dispatch on the type itself
+        kind = type(m)
+        if kind is Ack:
+            self._handle_ack(m)  # type: ignore[arg-type]
+        elif kind is Ping:
+            self._handle_ping(m, addr)  # type: ignore[arg-type]
+        elif kind is Alive:
+            a: Alive = m  # type: ignore[assignment]
+            if self.config.protocol_version < 2 or a.port == 0:
+                a = Alive(a.incarnation, a.node, a.addr, self.advertise_port, a.meta, a.vsn)
+            if len(a.addr) not in (4, 16):
                 self._drop("alive: bad address", addr)
                 return
-            self.alive_node(m)
-        elif isinstance(m, Suspect):
-            self.suspect_node(m)
-        elif isinstance(m, Dead):
-            self.dead_node(m)
+            # Old news (the common case while gossip spreads): alive_node would return
+            # without doing anything. Same tests, in its order, without the call.
+            cur = self.nodes.get(a.node)
+            if (
+                cur is not None
+                and a.incarnation <= cur.incarnation
+                and cur.port == a.port
+                and cur.addr == a.addr
+                and a.node != self.name
+                and len(a.meta) <= codec.META_BYTES_MAX
+            ):
+                v = a.vsn
+                if len(v) < 3 or (v[0] and v[1] and v[0] <= v[1]):
+                    return
+            self.alive_node(a)
+        elif kind is Suspect:
+            self.suspect_node(m)  # type: ignore[arg-type]
+        elif kind is Dead:
+            self.dead_node(m)  # type: ignore[arg-type]
+        elif kind is IndirectPing:
+            self._handle_indirect_ping(m, addr)  # type: ignore[arg-type]
+        elif kind is Nack:
+            self._handle_nack(m)  # type: ignore[arg-type]
         else:
             self._drop(f"unexpected message type {t} in a packet", addr)
 
@@ -812,23 +897,79 @@ class Memberlist:
             out.append(node)
         return out
 
+    def _gossip_targets(self, now: float) -> list[Node]:
+        """``_k_random(gossip_nodes, ...)`` for a gossip round: live or suspect members, and
+        the dead for ``gossip_to_the_dead_s``. Runs every round of every member, so the
+        draw is inlined: ``randrange(n)`` is getrandbits(n.bit_length()) until below n, the
+        very numbers ``Random.randrange`` would draw."""
+        cfg = self.config
+        if not self._fast_rng:
+            dead_horizon = now - cfg.gossip_to_the_dead_s
+
+            def exclude(n: Node) -> bool:
+                if n.name == self.name:
+                    return True
+                if n.state == NodeState.ALIVE or n.state == NodeState.SUSPECT:
+                    return False
+                if n.state == NodeState.DEAD:
+                    return n.state_change < dead_horizon
+                return True
+
+            return self._k_random(cfg.gossip_nodes, exclude)
+        nodes = self.probe_list
+        n = len(nodes)
+        out: list[Node] = []
+        if n == 0:
+            return out
+        k = cfg.gossip_nodes
+        me = self.name
+        dead_horizon = now - cfg.gossip_to_the_dead_s
+        getrandbits = self.rng.getrandbits
+        bits = n.bit_length()
+        for _ in range(3 * n):
+            if len(out) >= k:
+                break
+            r = getrandbits(bits)
+            while r >= n:
+                r = getrandbits(bits)
+            node = nodes[r]
+            if node.name == me:
+                continue
+            state = node.state
+            if (
+                state != _ALIVE
+                and state != _SUSPECT
+                and (state != _DEAD or node.state_change < dead_horizon)
+            ):
+                continue
+            if node in out:
+                continue
+            out.append(node)
+        return out
+
     # ------------------------------------------------------------------ gossip and push/pull
 
     def _gossip_tick(self, now: float) -> None:
         cfg = self.config
-        self.timers.set("gossip", now + cfg.gossip_interval_s, self._gossip_tick)
-        dead_horizon = now - cfg.gossip_to_the_dead_s
-
-        def exclude(n: Node) -> bool:
-            if n.name == self.name:
-                return True
-            if n.state == NodeState.ALIVE or n.state == NodeState.SUSPECT:
-                return False
-            if n.state == NodeState.DEAD:
-                return n.state_change < dead_horizon
-            return True
-
-        targets = self._k_random(cfg.gossip_nodes, exclude)
+        timers = self.timers
+        interval = cfg.gossip_interval_s
+        if self.gossip_idle():
+            # Nothing to send: the round only draws its targets. Rounds replayed late
+            # (lazy timers) that are due before anything else would do the same, so they
+            # are drawn here in a loop rather than each through the timer heap.
+            nxt = now + interval
+            self._gossip_targets(now)
+            while timers.lazy_due(nxt):
+                now = nxt
+                nxt = now + interval
+                self._gossip_targets(now)
+            timers.set("gossip", nxt, self._gossip_tick, lazy=True)
+            return
+        # lazy: while nothing is queued, the driver need not wake us for this (gossip_idle)
+        timers.set("gossip", now + interval, self._gossip_tick, lazy=True)
+        targets = self._gossip_targets(now)
+        if not targets:
+            return
         avail = cfg.udp_buffer_bytes - COMPOUND_HEADER_OVERHEAD
         if self._encrypting():
             avail -= self._encrypt_overhead()
@@ -852,12 +993,9 @@ class Memberlist:
 
     def local_push_pull(self, join: bool) -> bytes:
         """Our side of a push/pull, sealed for the stream (ML sendLocalState)."""
-        nodes = tuple(
-            PushNodeState(n.name, n.addr, n.port, n.meta, n.incarnation, int(n.state), n.vsn)
-            for n in self.probe_list
-        )
         user = self.delegate.local_state(join)
-        return self._seal_stream(PushPull(join, nodes, user).encode())
+        # = PushPull(join, (PushNodeState(...) for each node), user).encode()
+        return self._seal_stream(codec.encode_push_pull(join, self.probe_list, user))
 
     def _seal_stream(self, msg: bytes) -> bytes:
         return codec.seal_stream(
@@ -979,7 +1117,41 @@ class Memberlist:
     # ------------------------------------------------------------------ merging state
 
     def _verify_protocol(self, remote: tuple[PushNodeState, ...]) -> str | None:
-        """ML verifyProtocol: every member's current versions within everyone's ranges."""
+        """ML verifyProtocol: every member's current versions within everyone's ranges.
+
+        The outcome depends only on the distinct version vectors (and which belong to alive
+        members), of which a cluster has a handful, so they are checked first; only when one
+        fails does :meth:`_verify_protocol_slow` walk the members to name the first culprit.
+        """
+        bounds: dict[bytes, None] = {}
+        seen: dict[bytes, None] = {}
+        for rn in remote:
+            v = rn.vsn
+            seen[v] = None
+            if rn.state == _ALIVE and v:
+                bounds[v] = None
+        for n in self.probe_list:
+            v = n.vsn
+            seen[v] = None
+            if n.state == _ALIVE:
+                bounds[v] = None
+        maxpmin = maxdmin = 0
+        minpmax = mindmax = 255
+        for v in bounds:
+            if len(v) < 6:
+                return self._verify_protocol_slow(remote)
+            maxpmin = max(maxpmin, v[0])
+            minpmax = min(minpmax, v[1])
+            maxdmin = max(maxdmin, v[3])
+            mindmax = min(mindmax, v[4])
+        for v in seen:
+            pcur = v[2] if len(v) > 2 else 0
+            dcur = v[5] if len(v) > 5 else 0
+            if pcur < maxpmin or pcur > minpmax or dcur < maxdmin or dcur > mindmax:
+                return self._verify_protocol_slow(remote)
+        return None
+
+    def _verify_protocol_slow(self, remote: tuple[PushNodeState, ...]) -> str | None:
         maxpmin = maxdmin = 0
         minpmax = mindmax = 255
         for rn in remote:
@@ -1025,7 +1197,7 @@ class Memberlist:
         if err:
             return err
         if join:
-            nodes = [
+            merged = [
                 Node(
                     r.name,
                     r.addr,
@@ -1037,12 +1209,28 @@ class Memberlist:
                 )
                 for r in pp.nodes
             ]
-            err = self.delegate.notify_merge(nodes)
+            err = self.delegate.notify_merge(merged)
             if err:
                 return err
+        nodes = self.nodes
+        me = self.name
         for r in pp.nodes:
             port = r.port or self.advertise_port
-            if r.state == NodeState.ALIVE:
+            if r.state == _ALIVE:
+                # Most entries repeat what we know: skip them when alive_node would do
+                # nothing at all (same address, no newer incarnation, not us, and no version
+                # vector it would count as bad).
+                cur = nodes.get(r.name)
+                if (
+                    cur is not None
+                    and r.incarnation <= cur.incarnation
+                    and cur.port == port
+                    and cur.addr == r.addr
+                    and r.name != me
+                ):
+                    v = r.vsn
+                    if len(v) < 3 or (v[0] and v[1] and v[0] <= v[1]):
+                        continue
                 self.alive_node(Alive(r.incarnation, r.name, r.addr, port, r.meta, r.vsn))
             elif r.state == NodeState.LEFT:
                 self.dead_node(Dead(r.incarnation, r.name, r.name))

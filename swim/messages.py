@@ -13,11 +13,13 @@ from typing import Any, ClassVar
 import msgpack
 
 from swim.codec import (
+    DECODED_MEMO_MAX,
     PUSH_PULL_NODES_MAX,
     DecodeError,
     Spec,
     _s,
     decode_struct,
+    intern_str,
     pack,
     struct_fields,
     unpack,
@@ -365,17 +367,45 @@ def _str_list(v: Any, key: str) -> tuple[str, ...]:
 
 
 def decode_serf(buf: bytes) -> SerfMessage | Relay:
-    """One Serf message (type byte first)."""
+    """One Serf message (type byte first).
+
+    Gossiped intents and events (join, leave, user event, query) reach every member many
+    times with the same bytes; like memberlist's gossip (``swim.codec.decode_message``) they
+    are decoded once per process and the immutable result shared.
+    """
     if not buf:
         raise DecodeError("empty serf message")
     t = buf[0]
+    if t in _SHARED_TYPES and type(buf) is bytes:
+        msg = _DECODED.get(buf)
+        if msg is None:
+            msg = _decode_serf(buf, t)
+            if len(_DECODED) >= DECODED_MEMO_MAX:
+                _DECODED.clear()
+            _DECODED[buf] = msg
+        return msg
+    return _decode_serf(buf, t)
+
+
+_SHARED_TYPES = frozenset((SerfType.LEAVE, SerfType.JOIN, SerfType.USER_EVENT, SerfType.QUERY))
+_DECODED: dict[bytes, SerfMessage | Relay] = {}
+
+
+def _decode_serf(buf: bytes, t: int) -> SerfMessage | Relay:
     body = buf[1:]
     if t == SerfType.LEAVE:
         m = _map(body)
         return Leave(ltime=_ltime(m), **struct_fields(m, Leave.SPEC))
     if t == SerfType.JOIN:
         m = _map(body)
-        return Join(ltime=_ltime(m), **struct_fields(m, Join.SPEC))
+        # Join(ltime=..., **struct_fields(m, Join.SPEC)), without the kwargs round trip
+        node = m.get(b"Node")
+        return Join(
+            _ltime(m),
+            intern_str(node.decode("utf-8", "surrogateescape"))
+            if type(node) is bytes
+            else struct_fields(m, Join.SPEC)["node"],
+        )
     if t == SerfType.USER_EVENT:
         m = _map(body)
         return UserEvent(ltime=_ltime(m), **struct_fields(m, UserEvent.SPEC))
@@ -527,13 +557,31 @@ def encode_tags(tags: dict[str, str]) -> bytes:
 
 
 def decode_tags(meta: bytes) -> dict[str, str]:
-    """SERF/serf.go decodeTags: no magic byte means the whole meta is the role."""
+    """SERF/serf.go decodeTags: no magic byte means the whole meta is the role.
+
+    The result is shared: every view of a member (in every core of a simulation) gets the
+    same dict for the same meta bytes, so callers must treat it as read-only (Serf stores
+    it and copies it into each ``Member`` snapshot).
+    """
+    tags = _TAGS.get(meta)
+    if tags is not None:
+        return tags
     if not meta or meta[0] != TAG_MAGIC:
-        return {"role": meta.decode("utf-8", "surrogateescape")}
-    try:
-        return _tag_map(unpack(meta[1:]))
-    except DecodeError:
-        return {}
+        tags = {"role": meta.decode("utf-8", "surrogateescape")}
+    else:
+        try:
+            tags = _tag_map(unpack(meta[1:]))
+        except DecodeError:
+            tags = {}
+    if len(_TAGS) >= _TAGS_MAX:
+        _TAGS.clear()
+    _TAGS[bytes(meta)] = tags
+    return tags
+
+
+_TAGS: dict[bytes, dict[str, str]] = {}
+"""decode_tags' memo (a pure function of the meta bytes)."""
+_TAGS_MAX = 1 << 14
 
 
 def encode_filter_nodes(nodes: tuple[str, ...]) -> bytes:

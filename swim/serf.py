@@ -46,11 +46,11 @@ from swim.codec import DecodeError
 from swim.config import SwimConfig
 from swim.coordinate import (
     Coordinate,
+    CoordinateCache,
     CoordinateClient,
     CoordinateConfig,
     CoordinateError,
     decode_ack_payload,
-    encode_ack_payload,
 )
 from swim.events import (
     ForceLeaveRequested,
@@ -98,6 +98,18 @@ INTERNAL_PREFIX = "_serf_"
 USER_EVENT_SIZE_LIMIT = 9 * 1024
 MIN_ENCODED_KEY_LENGTH = 25
 U64_MASK = (1 << 64) - 1
+
+
+_MEMBERLIST_EVENT_TYPES = (
+    PacketReceived,
+    StreamRequestReceived,
+    StreamResponseReceived,
+    StreamFailed,
+    TimerExpired,
+)
+"""Inputs Serf hands straight to memberlist."""
+_MEMBERLIST_EVENTS = frozenset(_MEMBERLIST_EVENT_TYPES)
+"""The same, for a dispatch on the exact type (the common case)."""
 
 
 class SerfState(Enum):
@@ -313,7 +325,7 @@ class Serf:
         self._inbound: dict[int, _InboundQuery] = {}
         self._next_token = 0
         self.coord_client: CoordinateClient | None = None
-        self.coord_cache: dict[str, Coordinate] = {}
+        self.coord_cache = CoordinateCache()
         if not config.disable_coordinates:
             self.coord_client = CoordinateClient(CoordinateConfig.default(), rng)
             self.coord_cache[name] = self.coord_client.coordinate()
@@ -332,6 +344,9 @@ class Serf:
             outbox=self.outbox,
             timers=self.timers,
         )
+        self.lazy_timers = False
+        """As ``Memberlist.lazy_timers``: a driver that sets it need not wake us for gossip
+        rounds while nothing is queued (they are replayed on the next input)."""
         self._leave_request: int | None = None
         self._leave_phase = ""
         self._force_leaves: dict[int, None] = {}
@@ -349,20 +364,14 @@ class Serf:
     def handle(self, now: float, event: Event) -> None:
         assert now >= self.now, "time went backwards"
         self.now = now
-        if self.state == SerfState.SHUTDOWN:
+        if self.state is SerfState.SHUTDOWN:
             self._refuse(event)
             return
-        if isinstance(
-            event,
-            PacketReceived
-            | StreamRequestReceived
-            | StreamResponseReceived
-            | StreamFailed
-            | TimerExpired,
-        ):
+        if type(event) in _MEMBERLIST_EVENTS or isinstance(event, _MEMBERLIST_EVENT_TYPES):
             self.ml.handle(now, event)
             return
         self.ml.now = now
+        self.timers.run_lazy(now)
         if isinstance(event, JoinRequested):
             self._join(event)
         elif isinstance(event, LeaveRequested):
@@ -387,13 +396,22 @@ class Serf:
 
     def next_deadline(self) -> float | None:
         # After shutdown no timer runs again; a stale deadline would make a driver spin.
-        if self.state == SerfState.SHUTDOWN:
+        if self.state is SerfState.SHUTDOWN:
             return None
-        return self.timers.next_deadline()
+        idle = self.lazy_timers and not (
+            self.ml.broadcasts.queued
+            or self.broadcasts.queued
+            or self.query_broadcasts.queued
+            or self.event_broadcasts.queued
+        )
+        return self.timers.next_deadline(idle=idle)
 
     def take_effects(self) -> list[Effect]:
-        out = list(self.outbox)
-        self.outbox.clear()
+        outbox = self.outbox
+        if not outbox:
+            return []
+        out = list(outbox)
+        outbox.clear()
         return out
 
     def _refuse(self, event: Event) -> None:
@@ -471,10 +489,11 @@ class Serf:
             return
         rebroadcast = False
         queue = self.broadcasts
-        if isinstance(msg, sm.Leave):
-            rebroadcast = self._handle_leave_intent(msg)
-        elif isinstance(msg, sm.Join):
-            rebroadcast = self._handle_join_intent(msg)
+        kind = type(msg)  # decode_serf returns exactly these classes
+        if kind is sm.Join:
+            rebroadcast = self._handle_join_intent(msg)  # type: ignore[arg-type]
+        elif kind is sm.Leave:
+            rebroadcast = self._handle_leave_intent(msg)  # type: ignore[arg-type]
         elif isinstance(msg, sm.UserEvent):
             rebroadcast = self._handle_user_event(msg)
             queue = self.event_broadcasts
@@ -493,11 +512,17 @@ class Serf:
     def get_broadcasts(self, overhead: int, limit: int) -> list[bytes]:
         n = len(self.members)
         msgs = self.broadcasts.get(overhead, limit, n)
-        used = sum(len(m) + overhead for m in msgs)
+        used = sum(map(len, msgs)) + overhead * len(msgs)
         q = self.query_broadcasts.get(overhead, limit - used, n)
-        used += sum(len(m) + overhead for m in q)
+        used += sum(map(len, q)) + overhead * len(q)
         e = self.event_broadcasts.get(overhead, limit - used, n)
         return msgs + q + e
+
+    def has_broadcasts(self) -> bool:
+        """Whether get_broadcasts could hand out anything (memberlist's gossip_idle)."""
+        return bool(
+            self.broadcasts.queued or self.query_broadcasts.queued or self.event_broadcasts.queued
+        )
 
     def local_state(self, join: bool) -> bytes:
         events = tuple(None if e is None else (e[0], tuple(e[1])) for e in self.event_buffer)
@@ -529,9 +554,20 @@ class Serf:
         left = set(pp.left_members)
         for name in pp.left_members:
             self._handle_leave_intent(sm.Leave(pp.status_ltimes.get(name, 0) + 1, name))
-        for name in sorted(pp.status_ltimes):
-            if name not in left:
-                self._handle_join_intent(sm.Join(pp.status_ltimes[name], name))
+        status_ltimes = pp.status_ltimes
+        members = self.members
+        clock = self.clock
+        for name in sorted(status_ltimes):
+            if name in left:
+                continue
+            ltime = status_ltimes[name]
+            member = members.get(name)
+            if member is not None and ltime <= member.status_ltime:
+                # what _handle_join_intent does with old news: witness it, change nothing
+                if ltime >= clock.counter:
+                    clock.counter = (ltime + 1) & U64_MASK
+                continue
+            self._handle_join_intent(sm.Join(ltime, name))
         if join and self._event_join_ignore and pp.event_ltime > self.event_min_time:
             self.event_min_time = pp.event_ltime
         for slot in pp.events:
@@ -627,19 +663,19 @@ class Serf:
     def ack_payload(self) -> bytes | None:
         if self.coord_client is None:
             return None
-        return encode_ack_payload(self.coord_client.coordinate())
+        return self.coord_client.ack_payload()
 
     def notify_ping_complete(self, node: Node, rtt_s: float, payload: bytes) -> None:
         if self.coord_client is None or not payload:
             return
         try:
             coord = decode_ack_payload(payload)
-            self.coord_client.update(node.name, coord, rtt_s)
+            ours = self.coord_client.update(node.name, coord, rtt_s)  # a copy of the new one
         except CoordinateError as e:
             counting(self.dropped, f"coordinate: {str(e)[:40]}")
             return
-        self.coord_cache[node.name] = coord
-        self.coord_cache[self.name] = self.coord_client.coordinate()
+        self.coord_cache.put_compact(node.name, coord)  # = coord, in a quarter the memory
+        self.coord_cache[self.name] = ours
 
     # ------------------------------------------------------------------ intents
 
