@@ -195,6 +195,10 @@ def _queued(q: Any) -> int:
     return int(getattr(q, "queued", None) if hasattr(q, "queued") else len(q))
 
 
+def _addr(i: int) -> tuple[str, int]:
+    return (f"10.{i // 62500}.{i // 250 % 250}.{i % 250 + 1}", 7946)
+
+
 def swim_worker(args: argparse.Namespace) -> dict[str, Any]:
     """One size, in this process. Uses only APIs the pre-optimisation tree also has, so
     ``--compare`` can run it against an older checkout."""
@@ -229,30 +233,6 @@ def swim_worker(args: argparse.Namespace) -> dict[str, Any]:
         core.start(now)
         return core
 
-    nodes = [
-        SimNode(
-            sim,
-            net,
-            name=f"n{i}",
-            addr=(f"10.{i // 62500}.{i // 250 % 250}.{i % 250 + 1}", 7946),
-            dc="dc1",
-            factory=factory,
-            observer=observe,
-        )
-        for i in range(n)
-    ]
-    seed_addr = nodes[0].addr
-    window = max(1.0, n / 100) if args.join_window_s is None else args.join_window_s
-    rng = sim.seeds.rng("workload", "start")
-
-    def boot(node: Any) -> None:
-        node.start()
-        if node.addr != seed_addr:
-            node.deliver(JoinRequested(0, ((None, seed_addr),)))
-
-    for i, node in enumerate(nodes):
-        sim.at(0.0 if i == 0 else rng.uniform(0.0, window), boot, node)
-
     def converged() -> bool:
         return all(node.up and len(node.core.members) == n for node in nodes)
 
@@ -264,36 +244,75 @@ def swim_worker(args: argparse.Namespace) -> dict[str, Any]:
             total += _queued(c.event_broadcasts) + _queued(c.query_broadcasts)
         return total
 
-    out: dict[str, Any] = {"size": n, "compression": args.compression}
+    nodes: list[Any] = []
+    out: dict[str, Any] = {"size": n, "compression": args.compression, "start": args.start}
     if args.gc_freeze:
         gc.disable()
-    w0, c0 = time.perf_counter(), time.process_time()
-    t = 0.0
-    step = 1.0
-    while True:
-        t += step
-        sim.run_until(t)
-        if t >= window and converged():
-            break
-        if time.perf_counter() - w0 > args.max_phase_s:
-            out["error"] = f"not converged after {t:.0f} virtual s"
-            return out
-    out["join_virtual_s"] = t
-    out["join_wall_s"] = time.perf_counter() - w0
-    out["join_cpu_s"] = time.process_time() - c0
-    out["join_events"] = sim.events_run
-    log(f"  {n}: joined at {t:.0f} virtual s, {out['join_wall_s']:.1f} s wall")
-    w1 = time.perf_counter()
-    while queued():
-        t += step
-        sim.run_until(t)
-        if time.perf_counter() - w1 > args.max_phase_s:
-            out["error"] = f"queues not drained after {t:.0f} virtual s"
-            return out
-    out["settle_virtual_s"] = t - out["join_virtual_s"]
-    out["settle_wall_s"] = time.perf_counter() - w1
-    out["settled_converged"] = converged()
-    log(f"  {n}: queues empty at {t:.0f} virtual s, {out['settle_wall_s']:.1f} s wall")
+    if args.start == "converged":
+        from sim.swimworld import NodeSpec, SwimWorld
+
+        specs = [NodeSpec(f"n{i}", "dc1", "lan", _addr(i)) for i in range(n)]
+        world = SwimWorld(sim, net, specs, swim=cfg.swim, serf=cfg)
+        for node in world.nodes.values():
+            node.observer = observe
+        w0 = time.perf_counter()
+        world.start_converged(log_joins=False)
+        nodes[:] = world.nodes.values()
+        out["converged_start_wall_s"] = time.perf_counter() - w0
+        log(f"  {n}: converged start in {out['converged_start_wall_s']:.1f} s wall")
+        t = 0.0
+    else:
+        nodes[:] = [
+            SimNode(
+                sim,
+                net,
+                name=f"n{i}",
+                addr=_addr(i),
+                dc="dc1",
+                factory=factory,
+                observer=observe,
+            )
+            for i in range(n)
+        ]
+        seed_addr = nodes[0].addr
+        window = max(1.0, n / 100) if args.join_window_s is None else args.join_window_s
+        rng = sim.seeds.rng("workload", "start")
+
+        def boot(node: Any) -> None:
+            node.start()
+            if node.addr != seed_addr:
+                node.deliver(JoinRequested(0, ((None, seed_addr),)))
+
+        for i, node in enumerate(nodes):
+            sim.at(0.0 if i == 0 else rng.uniform(0.0, window), boot, node)
+
+        w0, c0 = time.perf_counter(), time.process_time()
+        t = 0.0
+        step = 1.0
+        while True:
+            t += step
+            sim.run_until(t)
+            if t >= window and converged():
+                break
+            if time.perf_counter() - w0 > args.max_phase_s:
+                out["error"] = f"not converged after {t:.0f} virtual s"
+                return out
+        out["join_virtual_s"] = t
+        out["join_wall_s"] = time.perf_counter() - w0
+        out["join_cpu_s"] = time.process_time() - c0
+        out["join_events"] = sim.events_run
+        log(f"  {n}: joined at {t:.0f} virtual s, {out['join_wall_s']:.1f} s wall")
+        w1 = time.perf_counter()
+        while queued():
+            t += step
+            sim.run_until(t)
+            if time.perf_counter() - w1 > args.max_phase_s:
+                out["error"] = f"queues not drained after {t:.0f} virtual s"
+                return out
+        out["settle_virtual_s"] = t - out["join_virtual_s"]
+        out["settle_wall_s"] = time.perf_counter() - w1
+        out["settled_converged"] = converged()
+        log(f"  {n}: queues empty at {t:.0f} virtual s, {out['settle_wall_s']:.1f} s wall")
 
     gc.collect()
     out["rss_converged_mib"] = _rss_mib()
@@ -352,6 +371,8 @@ def run_worker(size: int, args: argparse.Namespace, tree: str | None) -> dict[st
     ]
     if args.compression:
         cmd.append("--compression")
+    if args.start != "converged":
+        cmd += ["--start", args.start]
     if not args.gc_freeze:
         cmd.append("--no-gc-freeze")
     if args.join_window_s is not None:
@@ -387,6 +408,7 @@ def fmt(v: Any, spec: str = ".2f") -> str:
 
 
 ROWS: list[tuple[str, str, str]] = [
+    ("converged start: wall s", "converged_start_wall_s", ".1f"),
     ("join: virtual s", "join_virtual_s", ".0f"),
     ("join: wall s", "join_wall_s", ".1f"),
     ("settle: virtual s (queues drain)", "settle_virtual_s", ".0f"),
@@ -444,6 +466,13 @@ def main() -> int:
     p.add_argument("--skip-engine", action="store_true")
     p.add_argument("--skip-swim", action="store_true")
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument(
+        "--start",
+        choices=("converged", "join"),
+        default="converged",
+        help="converged: every node starts knowing all (SwimWorld.start_converged); "
+        "join: boot in a window and join node 0, then wait for the queues to drain",
+    )
     p.add_argument("--join-window-s", type=float, default=None, help="default N/100, >= 1")
     p.add_argument("--max-phase-s", type=float, default=7200.0, help="wall bound per phase")
     p.add_argument("--max-rss-gib", type=float, default=None)
