@@ -102,7 +102,7 @@ class TimerWheel:
     order, each with its own deadline as ``now`` (when the driver would have woken the core
     for it), stopping at the first due ordinary timer. A lazy timer must therefore do, when
     run late like this, what it would have done on time: the owner only reports idle when
-    that holds (the gossip round: nothing to send, only its random target draw).
+    that holds (the gossip round: nothing to send, so it only re-arms itself).
     """
 
     __slots__ = ("_by_key", "_heap", "_lazy", "_lazy_idle", "_replay_now", "_seq")

@@ -21,6 +21,8 @@ from gossamer.core import Effect
 from sim.engine import Sim
 from sim.network import Network
 from sim.node import SimNode
+from swim.broadcast import BroadcastQueue
+from swim.codec import Alive
 from swim.config import SwimConfig, push_pull_scale
 from swim.events import (
     JoinRequested,
@@ -32,7 +34,6 @@ from swim.events import (
     MemberStatus,
     MemberUpdated,
 )
-from swim.codec import Alive
 from swim.keyring import Keyring
 from swim.serf import Serf, SerfConfig
 
@@ -213,10 +214,16 @@ class SwimWorld:
                 node = self.nodes[name]
                 core = node.core
                 ml = core.ml
-                for a in adverts:
-                    if a.node != name:
-                        ml.alive_node(a)
-                ml.broadcasts.reset()
+                # what these merges would queue has long been retransmitted and retired in
+                # the pool we stand in for: let it go unqueued (N^2 queue insertions)
+                queue, ml.broadcasts = ml.broadcasts, _DISCARD
+                try:
+                    for a in adverts:
+                        if a.node != name:
+                            ml.alive_node(a)
+                finally:
+                    ml.broadcasts = queue
+                queue.reset()
                 core.broadcasts.reset()
                 # a long-running pool's push/pulls are spread over the interval scaled to
                 # its size; a fresh core staggers its first one over the unscaled interval
@@ -301,6 +308,22 @@ class SwimWorld:
                 for m, n in node.core.ml.nodes.items():
                     out[(name, m)] = n.incarnation
         return out
+
+
+class _DiscardQueue(BroadcastQueue):
+    """A broadcast queue that drops what it is given (``start_converged``)."""
+
+    def queue(
+        self,
+        msg: bytes,
+        name: str | None = None,
+        on_finished: Callable[[], None] | None = None,
+    ) -> None:
+        if on_finished is not None:
+            on_finished()  # retired at once, as a replaced or pruned message is
+
+
+_DISCARD = _DiscardQueue(1)
 
 
 _STATUS: dict[type, MemberStatus] = {

@@ -318,9 +318,20 @@ class PushPullState(SerfMessage):
                 "LTime": self.ltime,
                 "LeftMembers": [_s(m) for m in self.left_members],
                 "QueryLTime": self.query_ltime,
-                "StatusLTimes": {_s(k): v for k, v in sorted(self.status_ltimes.items())},
+                "StatusLTimes": _raw_keys(dict(sorted(self.status_ltimes.items()))),
             }
         )
+
+
+def _raw_keys(d: dict[str, int]) -> dict[str, int] | dict[bytes, int]:
+    """``{_s(k): v for k, v in d.items()}`` where it differs: msgpack packs a valid str as
+    the same raw bytes, so only a name with a surrogate (invalid UTF-8 that came in from
+    the network) needs the conversion; a member list is a thousand names a push/pull."""
+    try:
+        "".join(d).encode()
+    except UnicodeEncodeError:
+        return {_s(k): v for k, v in d.items()}
+    return d
 
 
 @dataclass(frozen=True, slots=True)

@@ -200,18 +200,10 @@ class _MemberState:
 
     def snapshot(self) -> Member:
         v = self.vsn
+        # positional, in Member's field order: name, addr, port, tags, status, then the
+        # protocol and delegate versions (min, max, cur)
         return Member(
-            name=self.name,
-            addr=ip_text(self.addr),
-            port=self.port,
-            tags=dict(self.tags),
-            status=self.status,
-            protocol_min=v[0],
-            protocol_max=v[1],
-            protocol_cur=v[2],
-            delegate_min=v[3],
-            delegate_max=v[4],
-            delegate_cur=v[5],
+            self.name, ip_text(self.addr), self.port, dict(self.tags), self.status, *v[:6]
         )
 
 
@@ -600,7 +592,8 @@ class Serf:
         if old in (MemberStatus.FAILED, MemberStatus.LEFT):
             self.failed_members = [m for m in self.failed_members if m.name != member.name]
             self.left_members = [m for m in self.left_members if m.name != member.name]
-        log.debug("%s: EventMemberJoin: %s %s", self.name, member.name, ip_text(member.addr))
+        if log.isEnabledFor(logging.DEBUG):  # N^2 joins when a simulated pool starts
+            log.debug("%s: EventMemberJoin: %s %s", self.name, member.name, ip_text(member.addr))
         self.outbox.append(MemberJoined(member.snapshot()))
 
     def notify_leave(self, node: Node) -> None:

@@ -701,3 +701,45 @@ def test_leave_then_shutdown_completes_the_leave() -> None:
     cores[1].shutdown()
     assert cores[1].take_effects()[-1] == LeaveCompleted(5, "Serf is shut down")
     assert cores[1].next_deadline() is None
+
+
+def _serf_state(status_ltimes: dict[str, int], ltime: int = 1) -> bytes:
+    return sm.PushPullState(
+        ltime=ltime,
+        status_ltimes=status_ltimes,
+        left_members=(),
+        event_ltime=1,
+        events=(),
+        query_ltime=1,
+    ).encode()
+
+
+def test_push_pull_state_merges_newer_status_times_and_witnesses_the_rest() -> None:
+    """SERF mergeRemoteState: every status time is witnessed by the member clock; only
+    times newer than ours change a member (or record an intent for an unknown one)."""
+    net = Net()
+    core = make_serf(net, 0, CFG)
+    core.members["s0"].status_ltime = 5
+    before = dict(core.recent_intents)
+    core.merge_remote_state(_serf_state({"s0": 3, "s9": 40}), join=False)
+    assert core.clock.time() == 41
+    assert core.members["s0"].status_ltime == 5
+    assert core.recent_intents.keys() - before.keys() == {"s9"}
+    assert core.recent_intents["s9"].ltime == 40
+
+    core.merge_remote_state(_serf_state({"s0": 90}), join=False)
+    assert core.members["s0"].status_ltime == 90 and core.clock.time() == 91
+
+
+def test_push_pull_state_status_map_keeps_invalid_utf8_names() -> None:
+    """A name that arrived as invalid UTF-8 (held with surrogate escapes) goes back out as
+    the same bytes, and a status map with a non-integer time is refused."""
+    name = b"n\xff".decode("utf-8", "surrogateescape")
+    raw = _serf_state({name: 7, "a": 1})
+    back = sm.decode_serf(raw)
+    assert isinstance(back, sm.PushPullState)
+    assert back.status_ltimes == {"a": 1, name: 7}
+    assert b"n\xff" in raw
+    bad = codec.pack({"LTime": 1, "StatusLTimes": {b"a": b"x"}})
+    with pytest.raises(codec.DecodeError):
+        sm.decode_serf(bytes((sm.SerfType.PUSH_PULL,)) + bad)
