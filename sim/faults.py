@@ -6,8 +6,9 @@ Rules:
 1. Every fault is a scheduled simulator event, never a call made between two
    ``run_until`` steps, so splitting a run into steps (for a progress bar) cannot change it.
 2. Node faults go through the world (``crash``, ``power_off``, ``restart``) or the node
-   (``stall``, ``set_drift``); a fault on a node in no state to take it (a crash of a
-   crashed node, a stall of a stalled one) does nothing and leaves no ledger entry.
+   (``stall``, ``slow``, ``set_drift``); a fault on a node in no state to take it (a crash
+   of a crashed node, a stall of a stalled one, a slow of a slow one) does nothing and
+   leaves no ledger entry.
 3. Link faults never mutate a link model: the network's attribute (``net.same_dc``) or
    pair entry is replaced by a new frozen :class:`~sim.network.LinkModel` computed from
    the scenario's link and every link fault active on it, in the order they began; when
@@ -19,9 +20,10 @@ Rules:
    down unless the timeline restarts them — convergence then means everyone agrees they
    are gone.
 
-The :class:`Ledger` keeps, per node, the intervals in which its process was down or
-stalled, and every partition with the interval it was in force. "Healthy" and
-"reachable" in :mod:`sim.checks` are questions put to it.
+The :class:`Ledger` keeps, per node, the intervals in which its process was down, stalled
+or slow (from the start of a slow period until its last delayed input was read), and every
+partition with the interval it was in force. "Healthy" and "reachable" in
+:mod:`sim.checks` are questions put to it.
 """
 
 from __future__ import annotations
@@ -44,6 +46,8 @@ class Ledger:
 
     down: dict[str, list[list[float]]] = field(default_factory=dict)
     stalled: dict[str, list[list[float]]] = field(default_factory=dict)
+    slow: dict[str, list[list[float]]] = field(default_factory=dict)
+    """Slow periods, each ending when the input that came in last was finally read."""
     partitions: list[tuple[list[float], Partition, bool]] = field(default_factory=list)
     """(interval, partition, isolate?) of every partition a fault put in force."""
     outages: list[tuple[str, str, list[float]]] = field(default_factory=list)
@@ -65,8 +69,8 @@ class Ledger:
             spans[-1][1] = t
 
     def unhealthy_during(self, name: str, t0: float, t1: float) -> bool:
-        """Was the process down or stalled at any moment of ``[t0, t1]``?"""
-        for table in (self.down, self.stalled):
+        """Was the process down, stalled or slow at any moment of ``[t0, t1]``?"""
+        for table in (self.down, self.stalled, self.slow):
             for a, b in table.get(name, ()):
                 if a <= t1 and b >= t0:
                     return True
@@ -152,7 +156,7 @@ class FaultInjector:
 
     def _begin(self, a: FaultAction) -> None:
         k = a.kind
-        if k in ("crash", "power_off", "restart", "stall", "drift"):
+        if k in ("crash", "power_off", "restart", "stall", "slow", "drift"):
             for i, name in enumerate(a.targets):
                 self.sim.at(a.at_s + i * a.stagger_s, self._node_fault, (a, name))
         elif k == "partition":
@@ -215,6 +219,13 @@ class FaultInjector:
             node.stall(a.duration_s)
             led.stalled.setdefault(name, []).append([t, t + a.duration_s])
             self._note(f"stall {name} for {a.duration_s:g}s")
+        elif a.kind == "slow":
+            assert a.duration_s is not None
+            if not node.up or node.slowed:
+                return
+            node.slow(a.duration_s, a.delay_s)
+            led.slow.setdefault(name, []).append([t, t + a.duration_s + a.delay_s])
+            self._note(f"slow {name} for {a.duration_s:g}s (input {a.delay_s:g}s late)")
         elif a.kind == "drift":
             if not node.up:
                 return

@@ -14,12 +14,18 @@ Faults:
 * **stall** — the process handles nothing for a while (a GC pause, a starved VM): inbound
   packets queue in a bounded socket buffer and timers do not fire; at the end it catches
   up on everything at once, late. This is the case Lifeguard is about.
+* **slow** — the process runs, but reads its input late (CPU starvation, the Lifeguard
+  paper's "slow message processing"): for a while every inbound packet and stream event
+  waits ``delay_s`` in a bounded socket buffer before the core handles it, in arrival
+  order; timers fire on time and sends leave at once. Input that arrives after the slow
+  period while earlier input still waits queues behind it (a buffer drains in order).
 * **clock drift** — the node's clock runs at ``1 + drift`` times real speed from an
   offset; the core only ever sees its own clock.
 """
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable
 from heapq import heappush
 from typing import TYPE_CHECKING, Any
@@ -43,7 +49,7 @@ _TIMER = TimerExpired()
 """TimerExpired carries nothing, so one instance serves every wake-up."""
 
 SOCKET_BUFFER_PACKETS = 1024
-"""Inbound packets a stalled node queues before the kernel starts dropping them."""
+"""Inbound packets a stalled (or slow) node queues before the kernel starts dropping them."""
 
 Factory = Callable[["SimNode", float], Any]
 """(node, local start time) -> a started core. ``node.disk`` holds what it persisted."""
@@ -67,6 +73,10 @@ class SimNode:
         "_last_local",
         "_open_streams",
         "_skewed",
+        "_slow_cb",
+        "_slow_q",
+        "_slow_token",
+        "_slowing",
         "_wake_cb",
         "addr",
         "backlog",
@@ -76,6 +86,7 @@ class SimNode:
         "dc",
         "disk",
         "drift",
+        "dropped_while_slow",
         "dropped_while_stalled",
         "factory",
         "host",
@@ -86,6 +97,8 @@ class SimNode:
         "offset",
         "packets_sent",
         "sim",
+        "slow_delay_s",
+        "slow_until",
         "stalled",
         "up",
     )
@@ -120,6 +133,17 @@ class SimNode:
         self.disk: dict[str, Any] = {}
         self.boots = 0
         self.dropped_while_stalled = 0
+        self.slow_until = -_INF
+        """While ``sim.now`` is before this, inbound input waits ``slow_delay_s``."""
+        self.slow_delay_s = 0.0
+        self.dropped_while_slow = 0
+        self._slow_q: deque[tuple[float, Event]] = deque()
+        """(due, event) in arrival order; due times never decrease."""
+        self._slowing = False
+        """Slow, or still draining what waited: input must queue behind the rest."""
+        self._slow_token = 0
+        """Names the one scheduled drain that may run (older ones were superseded)."""
+        self._slow_cb = self._slow_wake
         self._gen = 0
         self._last_local = 0.0
         self._armed: float | None = None
@@ -169,6 +193,7 @@ class SimNode:
         self.up = True
         self.stalled = False
         self.backlog.clear()
+        self._clear_slow()
         core = self.factory(self, self.local_now())
         if getattr(core, "lazy_timers", None) is False:
             # Let the core skip idle gossip rounds (replayed at their own deadlines on its
@@ -186,6 +211,7 @@ class SimNode:
         self.core = None
         self.stalled = False
         self.backlog.clear()
+        self._clear_slow()
         self._gen += 1
         self._armed = None
         self._open_streams.clear()
@@ -214,12 +240,89 @@ class SimNode:
             return
         self.stalled = False
         backlog, self.backlog = self.backlog, []
+        if self._slowing:
+            # A slow process that was also stalled: what the stall held queues behind
+            # what was already waiting, and is read as late as the rest.
+            for ev in backlog:
+                self._slow_enqueue(ev)
+            self._slow_drain()
+            if self.up and not self.stalled:
+                self._handle(_TIMER, self.local_now())
+            return
         for ev in backlog:
             if not self.up:
                 return
             self._handle(ev, self.local_now())
         if self.up:
             self._handle(_TIMER, self.local_now())
+
+    # ------------------------------------------------------------------ slow
+
+    @property
+    def slowed(self) -> bool:
+        """Inside a slow period (input is read ``slow_delay_s`` late)."""
+        return self.sim.now < self.slow_until
+
+    def slow(self, duration_s: float, delay_s: float) -> None:
+        """For ``duration_s``, handle every inbound packet and stream event ``delay_s``
+        after it arrives, in arrival order (see the module docstring). Crash and restart
+        end it, with whatever still waits."""
+        if duration_s <= 0 or delay_s <= 0:
+            raise ValueError("slow needs a positive duration and delay")
+        if not self.up or self.slowed:
+            return
+        self.slow_until = self.sim.now + duration_s
+        self.slow_delay_s = delay_s
+        self._slowing = True
+        self.sim.at(self.slow_until, self._slow_end, self.boots)
+
+    def _slow_end(self, boots: int) -> None:
+        if boots == self.boots and not self._slow_q and not self.slowed:
+            self._slowing = False
+
+    def _clear_slow(self) -> None:
+        self.slow_until = -_INF
+        self._slow_q.clear()
+        self._slowing = False
+        self._slow_token += 1
+
+    def _slow_enqueue(self, ev: Event) -> None:
+        q = self._slow_q
+        if len(q) >= SOCKET_BUFFER_PACKETS:
+            self.dropped_while_slow += 1
+            return
+        now = self.sim.now
+        due = now + self.slow_delay_s if now < self.slow_until else now
+        if q and q[-1][0] > due:
+            due = q[-1][0]  # a buffer is read in order: nothing overtakes what waits
+        q.append((due, ev))
+        if len(q) == 1 and not self.stalled:
+            self._slow_schedule(due)
+
+    def _slow_schedule(self, t: float) -> None:
+        self._slow_token += 1
+        self.sim.at(t, self._slow_cb, self._slow_token)
+
+    def _slow_wake(self, token: int) -> None:
+        if token == self._slow_token:
+            self._slow_drain()
+
+    def _slow_drain(self) -> None:
+        """Handle what has waited long enough, then schedule the next."""
+        self._slow_token += 1  # whatever drain was scheduled, this one does its work
+        if not self.up or self.stalled:
+            return  # a crash cleared the queue; a stall's resume drains it
+        q = self._slow_q
+        now = self.sim.now
+        while q and q[0][0] <= now:
+            ev = q.popleft()[1]
+            self._handle(ev, self.local_now())
+            if not self.up or self.stalled:
+                return
+        if q:
+            self._slow_schedule(q[0][0])
+        elif not self.slowed:
+            self._slowing = False
 
     # ------------------------------------------------------------------ inputs
 
@@ -231,6 +334,9 @@ class SimNode:
                 self.dropped_while_stalled += 1
                 return
             self.backlog.append(ev)
+            return
+        if self._slowing:
+            self._slow_enqueue(ev)
             return
         # local_now(), inlined: every packet comes through here
         t = self.sim.now
@@ -353,4 +459,6 @@ class SimNode:
 
     def __repr__(self) -> str:
         state = "stalled" if self.stalled else ("up" if self.up else "down")
+        if self.up and self.slowed:
+            state += ", slow"
         return f"SimNode({self.name}, {self.addr[0]}:{self.addr[1]}, {self.dc}, {state})"

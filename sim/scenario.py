@@ -75,6 +75,7 @@ FAULT_KINDS = (
     "power_off",
     "restart",
     "stall",
+    "slow",
     "partition",
     "heal",
     "flap",
@@ -82,7 +83,7 @@ FAULT_KINDS = (
     "loss",
     "latency",
 )
-NODE_FAULTS = ("crash", "power_off", "restart", "stall", "drift")
+NODE_FAULTS = ("crash", "power_off", "restart", "stall", "slow", "drift")
 PARTITION_FAULTS = ("partition", "flap")
 LINK_FAULTS = ("loss", "latency")
 LINK_NAMES = ("same_host", "same_dc", "cross_dc")
@@ -103,6 +104,7 @@ _FAULT_KEYS: dict[str, tuple[str, ...]] = {
     "power_off": ("target", "duration_s", "stagger_s"),
     "restart": ("target", "duration_s", "stagger_s"),
     "stall": ("target", "duration_s", "stagger_s"),
+    "slow": ("target", "duration_s", "delay_s", "stagger_s"),
     "drift": ("target", "rate", "duration_s", "stagger_s"),
     "partition": ("between", "isolate", "one_way", "udp", "tcp", "duration_s", "name"),
     "flap": (
@@ -125,6 +127,7 @@ _REQUIRED: dict[str, tuple[str, ...]] = {
     "power_off": ("target",),
     "restart": ("target",),
     "stall": ("target", "duration_s"),
+    "slow": ("target", "duration_s", "delay_s"),
     "drift": ("target", "rate"),
     "flap": ("duration_s", "period_s"),
     "loss": ("loss",),
@@ -513,6 +516,8 @@ class FaultSpec:
     period_s: float = 0.0
     down_fraction: float = 0.5
     rate: float = 0.0
+    delay_s: float = 0.0
+    """For a ``slow`` fault: how late the target handles each input."""
     link: str | None = None
     dc_pair: tuple[str, str] | None = None
     link_changes: tuple[tuple[str, Any], ...] = ()
@@ -542,14 +547,21 @@ class FaultAction:
     period_s: float = 0.0
     down_fraction: float = 0.5
     rate: float = 0.0
+    delay_s: float = 0.0
     link: str | None = None
     dc_pair: tuple[str, str] | None = None
     link_changes: tuple[tuple[str, Any], ...] = ()
 
     def end_s(self) -> float | None:
-        """When its last effect is undone; None if it stays until something heals it."""
+        """When its last effect is undone; None if it stays until something heals it. A
+        slow node reads the input that came in at the very end of its slow period
+        ``delay_s`` later: that is when it has caught up."""
         if self.kind in ("heal",):
             return self.at_s
+        if self.kind == "slow":
+            assert self.duration_s is not None
+            spread = self.stagger_s * max(0, len(self.targets) - 1)
+            return self.at_s + spread + self.duration_s + self.delay_s
         if self.kind in ("crash", "power_off") and self.duration_s is None:
             return self.at_s + self.stagger_s * max(0, len(self.targets) - 1)
         if self.kind == "restart":
@@ -572,6 +584,8 @@ class FaultAction:
             s += f" [{self.name}]"
         if self.kind == "drift":
             s += f" rate {self.rate:+g}"
+        if self.kind == "slow":
+            s += f" delay {self.delay_s:g}s"
         if self.kind == "flap":
             s += f" period {self.period_s:g}s"
         if self.link or self.dc_pair:
@@ -701,12 +715,13 @@ class Plan:
         return max(self.suspicion_window_s(pool_size), c.probe_interval_s + hi)
 
     def touched(self) -> list[str]:
-        """Members the faults touch, sorted: targets of crash, power_off, restart and stall
-        faults; the isolated side of an ``isolate`` partition; both sides of a ``between``
-        partition. (Drift and link faults touch nobody: SWIM is meant to ride them out.)"""
+        """Members the faults touch, sorted: targets of crash, power_off, restart, stall and
+        slow faults; the isolated side of an ``isolate`` partition; both sides of a
+        ``between`` partition. (Drift and link faults touch nobody: SWIM is meant to ride
+        them out.)"""
         out: dict[str, None] = {}
         for a in self.faults:
-            if a.kind in ("crash", "power_off", "restart", "stall"):
+            if a.kind in ("crash", "power_off", "restart", "stall", "slow"):
                 out.update(dict.fromkeys(a.targets))
             elif a.partition is not None:
                 p = a.partition
@@ -848,6 +863,7 @@ def _resolve(
         period_s=f.period_s,
         down_fraction=f.down_fraction,
         rate=f.rate,
+        delay_s=f.delay_s,
         link=f.link,
         dc_pair=f.dc_pair,
         link_changes=f.link_changes,
@@ -1223,6 +1239,8 @@ def _parse_fault(t: _Table, number: int, duration: float, dcs: Sequence[str]) ->
         )
     if kind == "drift":
         changes["rate"] = t.number("rate", lo=-0.5, hi=0.5)
+    if kind == "slow":
+        changes["delay_s"] = t.number("delay_s", lo=0.0, lo_open=True)
     if kind in LINK_FAULTS:
         if t.has("link") == t.has("between"):
             raise t.err(None, f"a {kind} fault needs exactly one of link or between")

@@ -10,7 +10,9 @@ others ping the target for us (and nack if they get no answer, so we can tell wh
 the fault is ours), and a TCP ping goes out in parallel. If nothing answers by the end of
 the interval, we *suspect* the target and gossip that. A suspect that hears the news
 refutes it by gossiping ``alive`` with a higher incarnation; otherwise its suspicion
-timer (shortened by independent confirmations) expires and it is declared *dead*.
+timer (shortened by independent confirmations) expires and it is declared *dead* — unless,
+with Lifeguard's health awareness, the timer fires more than a probe interval late: this
+process was not running then, and the verdict is held a while (``_suspicion_late``).
 News travels piggybacked on probes and in gossip rounds to ``gossip_nodes`` random
 members; a periodic TCP push/pull of the whole member list repairs what gossip missed.
 
@@ -19,7 +21,8 @@ Rules (numbers refer to shared/reference/memberlist-wire.md §6.2):
 1. A member's state only moves forward in (incarnation, severity) order: alive(i) is
    superseded by suspect(j>=i), dead(j>=i), or alive(j>i); left is dead with From == Node.
 2. Only the member itself raises its incarnation (refutation, tag change).
-3. Messages about ourselves are refuted, never applied — except our own leave.
+3. Messages about ourselves are refuted, never applied — except our own leave; a suspect
+   older than our incarnation is answered by gossiping our current ``alive`` again.
 4. An address change for a live member is a conflict, reported and ignored, unless the
    old holder left, or has been dead for ``dead_node_reclaim_s`` (> 0).
 5. Everything from the network is validated; bad input is dropped and counted in
@@ -125,7 +128,6 @@ class Node:
 
     __slots__ = (
         "addr",
-        "host",
         "incarnation",
         "meta",
         "name",
@@ -147,8 +149,8 @@ class Node:
         state_change: float = 0.0,
     ) -> None:
         self.name = name
+        assert len(addr) in (4, 16), "an IP address is 4 or 16 bytes"
         self.addr = addr
-        self.host = ip_text(addr)
         self.port = port
         self.meta = meta
         self.vsn = vsn
@@ -157,8 +159,14 @@ class Node:
         self.state_change = state_change
 
     @property
+    def host(self) -> str:
+        """The address as text: looked up in ``ip_text``'s memo rather than stored, as a
+        cluster holds N^2 views (8 bytes each)."""
+        return ip_text(self.addr)
+
+    @property
     def address(self) -> Address:
-        return (self.host, self.port)
+        return (ip_text(self.addr), self.port)
 
     @property
     def pmax(self) -> int:
@@ -168,9 +176,8 @@ class Node:
         return self.state == NodeState.DEAD or self.state == NodeState.LEFT
 
     def set_addr(self, addr: bytes, port: int) -> None:
-        if addr != self.addr:
-            self.addr = addr
-            self.host = ip_text(addr)
+        assert len(addr) in (4, 16), "an IP address is 4 or 16 bytes"
+        self.addr = addr
         self.port = port
 
     def __repr__(self) -> str:
@@ -330,12 +337,10 @@ class Memberlist:
         self._delegate_pending: Callable[[], bool] | None = getattr(
             self.delegate, "has_broadcasts", None
         )
-        self._fast_rng = type(rng) is Random
-        """Draws can inline randrange's algorithm (same numbers, a quarter of the cost)."""
         self.lazy_timers = False
         """Set by a driver that accepts lazy timers (the simulator): then, while nothing is
-        queued, ``next_deadline`` leaves out the gossip round, which only draws its targets
-        and is replayed at its own deadline on the next input (see ``TimerWheel``)."""
+        queued, ``next_deadline`` leaves out the gossip round, which then does nothing but
+        re-arm, and is replayed at its own deadline on the next input (see ``TimerWheel``)."""
         self.keyring = keyring
         self.outbox: list[Effect] = outbox if outbox is not None else []
         self.timers = timers if timers is not None else TimerWheel()
@@ -351,6 +356,8 @@ class Memberlist:
         self.awareness = Awareness(config.awareness_max_multiplier, config.lifeguard_awareness)
         self.broadcasts = BroadcastQueue(config.retransmit_mult)
         self.suspicions: dict[str, Suspicion] = {}
+        self._late_at: float | None = None
+        """When a late suspicion timer last cost a health point (one point per wake-up)."""
         self.left = False
         self.shutdown = False
         self.started = False
@@ -395,9 +402,10 @@ class Memberlist:
         return self.timers.next_deadline(idle=self.lazy_timers and self.gossip_idle())
 
     def gossip_idle(self) -> bool:
-        """Nothing is queued to gossip, here or in the delegate: a gossip round would only
-        draw its targets, so its timer may be run late, lazily (``TimerWheel``, "lazy
-        timers"). With a delegate that cannot say (no ``has_broadcasts``), never idle."""
+        """Nothing is queued to gossip, here or in the delegate: a gossip round would do
+        nothing but re-arm (``_gossip_tick``), so its timer may be run late, lazily
+        (``TimerWheel``, "lazy timers"). With a delegate that cannot say (no
+        ``has_broadcasts``), never idle."""
         if self.broadcasts.queued:
             return False
         pending = self._delegate_pending
@@ -899,74 +907,40 @@ class Memberlist:
 
     def _gossip_targets(self, now: float) -> list[Node]:
         """``_k_random(gossip_nodes, ...)`` for a gossip round: live or suspect members, and
-        the dead for ``gossip_to_the_dead_s``. Runs every round of every member, so the
-        draw is inlined: ``randrange(n)`` is getrandbits(n.bit_length()) until below n, the
-        very numbers ``Random.randrange`` would draw."""
-        cfg = self.config
-        if not self._fast_rng:
-            dead_horizon = now - cfg.gossip_to_the_dead_s
-
-            def exclude(n: Node) -> bool:
-                if n.name == self.name:
-                    return True
-                if n.state == NodeState.ALIVE or n.state == NodeState.SUSPECT:
-                    return False
-                if n.state == NodeState.DEAD:
-                    return n.state_change < dead_horizon
-                return True
-
-            return self._k_random(cfg.gossip_nodes, exclude)
-        nodes = self.probe_list
-        n = len(nodes)
-        out: list[Node] = []
-        if n == 0:
-            return out
-        k = cfg.gossip_nodes
+        the dead for ``gossip_to_the_dead_s``."""
+        dead_horizon = now - self.config.gossip_to_the_dead_s
         me = self.name
-        dead_horizon = now - cfg.gossip_to_the_dead_s
-        getrandbits = self.rng.getrandbits
-        bits = n.bit_length()
-        for _ in range(3 * n):
-            if len(out) >= k:
-                break
-            r = getrandbits(bits)
-            while r >= n:
-                r = getrandbits(bits)
-            node = nodes[r]
-            if node.name == me:
-                continue
-            state = node.state
-            if (
-                state != _ALIVE
-                and state != _SUSPECT
-                and (state != _DEAD or node.state_change < dead_horizon)
-            ):
-                continue
-            if node in out:
-                continue
-            out.append(node)
-        return out
+
+        def exclude(n: Node) -> bool:
+            state = n.state
+            if n.name == me:
+                return True
+            if state in (_ALIVE, _SUSPECT):
+                return False
+            return state != _DEAD or n.state_change < dead_horizon
+
+        return self._k_random(self.config.gossip_nodes, exclude)
 
     # ------------------------------------------------------------------ gossip and push/pull
 
     def _gossip_tick(self, now: float) -> None:
+        """ML gossip, with one departure: a round with nothing queued (here or in the
+        delegate) draws no targets. memberlist draws them and then sends nothing, so the
+        bytes on the wire are the same; only our random sequence differs, and the round
+        becomes a pure re-arm, which is what lets the driver skip it (lazy timers)."""
         cfg = self.config
         timers = self.timers
         interval = cfg.gossip_interval_s
+        nxt = now + interval
         if self.gossip_idle():
-            # Nothing to send: the round only draws its targets. Rounds replayed late
-            # (lazy timers) that are due before anything else would do the same, so they
-            # are drawn here in a loop rather than each through the timer heap.
-            nxt = now + interval
-            self._gossip_targets(now)
+            # Rounds replayed late (lazy timers) that are due before anything else would do
+            # nothing either: step over them here rather than each through the timer heap.
             while timers.lazy_due(nxt):
-                now = nxt
-                nxt = now + interval
-                self._gossip_targets(now)
+                nxt += interval
             timers.set("gossip", nxt, self._gossip_tick, lazy=True)
             return
         # lazy: while nothing is queued, the driver need not wake us for this (gossip_idle)
-        timers.set("gossip", now + interval, self._gossip_tick, lazy=True)
+        timers.set("gossip", nxt, self._gossip_tick, lazy=True)
         targets = self._gossip_targets(now)
         if not targets:
             return
@@ -1341,9 +1315,28 @@ class Memberlist:
             self.delegate.notify_update(state)
 
     def suspect_node(self, s: Suspect) -> None:
-        """ML suspectNode."""
+        """ML suspectNode, plus one addition: a suspicion about *us* at an incarnation we
+        have already refuted is not just ignored. Its holder missed our refutation (the
+        ``alive`` ran out of retransmits before reaching it, or never got past a
+        partition), so we gossip our current ``alive`` again, with no new incarnation.
+        The queue keeps one message per member, so repeats only restart its retransmits."""
         state = self.nodes.get(s.node)
-        if state is None or s.incarnation < state.incarnation:
+        if state is None:
+            return
+        if s.incarnation < state.incarnation:
+            if s.node == self.name and not self.left and state.state == NodeState.ALIVE:
+                counting(self.stats, "stale_suspicions_answered")
+                self._broadcast(
+                    state.name,
+                    Alive(
+                        state.incarnation,
+                        state.name,
+                        state.addr,
+                        state.port,
+                        state.meta,
+                        state.vsn,
+                    ),
+                )
             return
         susp = self.suspicions.get(s.node)
         if susp is not None:
@@ -1384,6 +1377,14 @@ class Memberlist:
             susp = self.suspicions.get(node)
             if state is None or state.state != NodeState.SUSPECT or state.state_change != change:
                 return
+            cfg = self.config
+            if (
+                cfg.lifeguard_awareness
+                and susp is not None
+                and susp.late_s(now) > cfg.probe_interval_s
+            ):
+                self._suspicion_late(state, susp, now)
+                return
             n = susp.n if susp is not None else 0
             log.info(
                 "%s: marking %s as failed, suspect timeout reached (%d peer confirmations)",
@@ -1394,6 +1395,55 @@ class Memberlist:
             self.dead_node(Dead(state.incarnation, node, self.name))
 
         return fire
+
+    def _suspicion_late(self, state: Node, susp: Suspicion, now: float) -> None:
+        """Local health awareness for suspicion timers (not in memberlist, whose Go timers
+        cannot be seen firing late): the timer fired more than a probe interval after its
+        deadline, so this process was not running — stalled, starved, paused — while the
+        suspicion ran. Whatever would have cleared it (the suspect's refutation, which can
+        only reach us once our suspicion has reached the suspect) may still be queued
+        behind this timer, or never have been sent: our own gossip of the suspicion went
+        out, if at all, while we were unresponsive. Declaring the member dead now would be
+        a verdict on evidence we did not get to see.
+
+        So, instead: hold the verdict for a grace period, gossip the suspicion again so the
+        suspect (if it is alive) hears it and refutes, and count the lateness against our
+        own health (+1, as a missing nack does; one point per wake-up however many timers
+        it finds late, since one stall is one piece of evidence).
+
+        The grace is the minimum suspicion timeout for the current member count,
+        ``suspicion_mult × log10(n) × probe_interval`` — memberlist's own bound on how long
+        a fully confirmed suspicion needs to reach the suspect and bring its refutation
+        back, which is exactly the round trip this suspicion was denied. A few probe
+        intervals (3 s on the LAN preset) would fall short of that bound (4 s at n <= 10,
+        8 s at n = 100); the maximum timeout (6 × as long) would delay real detections for
+        no gain. A member that is really dead is still
+        declared dead by everyone else in the meantime (their ``dead`` reaches us too), and
+        by us when the grace ends, as any suspicion with all its confirmations would be.
+        Only with ``lifeguard_awareness``: without it, a late timer declares at once, as
+        memberlist does."""
+        cfg = self.config
+        late = susp.late_s(now)
+        grace = suspicion_timeout(cfg.suspicion_mult, self.num_nodes(), cfg.probe_interval_s)
+        susp.hold(now + grace)
+        self.timers.set(
+            ("suspect", state.name),
+            susp.deadline,
+            self._suspicion_fired(state.name, state.state_change),
+        )
+        self._broadcast(state.name, Suspect(state.incarnation, state.name, self.name))
+        if self._late_at != now:
+            self._late_at = now
+            self.awareness.apply_delta(1)
+        counting(self.stats, "suspicions_late")
+        log.info(
+            "%s: suspicion of %s expired %.1fs ago while we were not running; "
+            "holding it %.1fs more",
+            self.name,
+            state.name,
+            late,
+            grace,
+        )
 
     def dead_node(self, d: Dead) -> None:
         """ML deadNode."""

@@ -1,21 +1,34 @@
-"""Lifeguard and SWIM formulas, as table tests against memberlist 0.2.2's own Go test cases.
+"""Lifeguard and SWIM formulas, as table tests against memberlist 0.2.2's own Go test cases;
+then gossamer's additions to Lifeguard, driven through the core contract.
 
 Sources: ML/util_test.go (TestSuspicionTimeout, TestRetransmitLimit, TestPushPullScale),
 ML/suspicion_test.go (TestSuspicion_remainingSuspicionTime, TestSuspicion_Timer, _ZeroK,
 _Immediate), ML/awareness_test.go (TestAwareness). Go durations are integers, so results
 are compared after rounding to the nanosecond (or millisecond where Go floors to ms).
+
+The additions (not in memberlist): a suspicion timer that fires late is held for a grace
+period instead of declaring the member dead (local health awareness, Lifeguard §IV-A), and
+a stale suspicion about ourselves is answered with our current ``alive``. Those tests feed a
+single :class:`~swim.memberlist.Memberlist` its inputs at explicit times, with nothing
+in between: a gap between two inputs is the process not running.
 """
 
 from __future__ import annotations
 
 import math
+import random
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from gossamer.core import Event, TimerExpired
+from swim import codec
 from swim.awareness import Awareness
+from swim.codec import NodeState
 from swim.config import SwimConfig, push_pull_scale, retransmit_limit, suspicion_timeout
+from swim.events import Address, PacketReceived, SendPacket
+from swim.memberlist import Memberlist, ip_bytes
 from swim.suspicion import Suspicion, remaining_suspicion_time
 
 
@@ -222,3 +235,237 @@ def test_awareness_disabled_stays_at_zero() -> None:
     a.apply_delta(5)
     assert a.score == 0
     assert a.scale(1.0) == 1.0
+
+
+# --------------------------------------------------------------------------- late timers
+
+
+def test_suspicion_lateness_is_measured_from_the_earliest_deadline_armed() -> None:
+    """A confirmation that comes in after the armed deadline had passed (the owner was not
+    running) re-arms the timer at once, as memberlist does; ``late_s`` still measures from
+    the deadline that was missed, not from the re-armed one."""
+    s = Suspicion("a", 2, 4.0, 24.0, 10.0)
+    assert s.deadline == 34.0
+    assert s.late_s(34.0) == 0.0
+    assert s.confirm("b", 12.0) is True  # on time: the deadline moves earlier
+    assert s.deadline == pytest.approx(12.0 + remaining_suspicion_time(1, 2, 2.0, 4.0, 24.0))
+    due = s.deadline
+    assert s.late_s(due + 0.5) == pytest.approx(0.5)
+    assert s.confirm("c", due + 10.0) is True  # late: fires now, but it is 10 s late
+    assert s.deadline == pytest.approx(due + 10.0)
+    assert s.late_s(due + 10.0) == pytest.approx(10.0)
+
+
+def test_suspicion_hold_is_a_floor_that_confirmations_cannot_undercut() -> None:
+    s = Suspicion("a", 2, 4.0, 24.0, 0.0)
+    s.hold(40.0)
+    assert s.deadline == 40.0 and s.late_s(40.0) == 0.0
+    assert s.confirm("b", 31.0) is True
+    assert s.confirm("c", 32.0) is True  # all k confirmations: memberlist would fire now
+    assert s.deadline == 40.0
+
+
+_CFG = SwimConfig.lan().replace(stagger=False, push_pull_interval_s=0.0)
+_VSN = bytes((1, 5, 2, 0, 0, 0))
+_N = 6  # us and five others: k = suspicion_mult - 2 = 2, min 4 s, max 24 s
+_LO = suspicion_timeout(_CFG.suspicion_mult, _N, _CFG.probe_interval_s)
+_HI = _CFG.suspicion_max_timeout_mult * _LO
+
+
+def _addr(i: int) -> Address:
+    return (f"10.0.0.{i + 1}", 7946)
+
+
+def _alive(i: int, incarnation: int = 1) -> bytes:
+    a = _addr(i)
+    return codec.Alive(incarnation, f"m{i}", ip_bytes(a[0]), a[1], b"", _VSN).encode()
+
+
+class _Driven:
+    """One memberlist core, m0, fed by hand. Every other member is prompt: a ping is acked
+    at the instant it is sent. So nothing can go wrong but time: the gaps between inputs,
+    during which the core is not running (stalled, starved, paused)."""
+
+    def __init__(self, cfg: SwimConfig = _CFG) -> None:
+        rng = random.Random(7)
+        a = _addr(0)
+        self.ml = Memberlist(
+            name="m0", addr=a[0], port=a[1], config=cfg, rng=rng, entropy=rng.randbytes
+        )
+        self.ml.start(0.0)
+        self.sent: list[tuple[float, Address, codec.Message]] = []
+        for i in range(1, _N):
+            self.packet(0.0, _alive(i), i)
+        assert self.ml.num_nodes() == _N
+
+    def packet(self, now: float, data: bytes, frm: int, answer: bool = True) -> None:
+        self.input(now, PacketReceived(data, _addr(frm)), answer)
+
+    def input(self, now: float, event: Event, answer: bool = True) -> None:
+        """Handle one input at ``now``; with ``answer``, ack every ping it sends at once."""
+        pending: list[tuple[Event, Address | None]] = [(event, None)]
+        while pending:
+            ev, _ = pending.pop(0)
+            self.ml.handle(now, ev)
+            for eff in self.ml.take_effects():
+                if not isinstance(eff, SendPacket):
+                    continue
+                for raw in codec.open_packet(eff.data, None).messages:
+                    if raw[0] == codec.MsgType.USER:
+                        continue
+                    m = codec.decode_message(raw)
+                    self.sent.append((now, eff.addr, m))
+                    if answer and isinstance(m, codec.Ping):
+                        ack = codec.Ack(m.seq_no, None).encode()
+                        pending.append((PacketReceived(ack, eff.addr), eff.addr))
+
+    def suspect(self, now: float, node: str, frm: int, incarnation: int = 1) -> None:
+        self.packet(now, codec.Suspect(incarnation, node, f"m{frm}").encode(), frm)
+
+    def state(self, node: str) -> NodeState:
+        return self.ml.nodes[node].state
+
+    def gossiped(self, kind: type, node: str, since: float = 0.0) -> list[codec.Message]:
+        return [m for t, _, m in self.sent if t >= since and isinstance(m, kind) and m.node == node]
+
+
+def _suspected_then_asleep() -> tuple[_Driven, float]:
+    """m0 suspects m5 at t = 5 (timer: start + max = 29 s), then runs nothing until 10 s past
+    that deadline."""
+    d = _Driven()
+    d.suspect(5.0, "m5", 1)
+    assert d.state("m5") == NodeState.SUSPECT
+    deadline = d.ml.suspicions["m5"].deadline
+    assert deadline == pytest.approx(5.0 + _HI)
+    return d, deadline + 10.0
+
+
+def test_a_suspicion_timer_that_fires_late_holds_the_verdict_and_costs_health() -> None:
+    """Lifeguard §IV-A, extended to timers: a suspicion timer that runs more than a probe
+    interval after its deadline means this process was not running while the suspicion
+    ran. It does not declare the member dead then: it holds the suspicion for the minimum
+    suspicion timeout, gossips it again (so the suspect can hear it and refute), and adds 1
+    to its own health score."""
+    d, wake = _suspected_then_asleep()
+    assert d.ml.awareness.score == 0
+    d.input(wake, TimerExpired(), answer=False)
+    assert d.state("m5") == NodeState.SUSPECT
+    assert d.ml.suspicions["m5"].deadline == pytest.approx(wake + _LO)
+    assert d.ml.awareness.score == 1
+    assert d.ml.stats["suspicions_late"] == 1
+    d.input(wake + 0.5, TimerExpired())  # a gossip round: the suspicion goes out again
+    again = d.gossiped(codec.Suspect, "m5", since=wake)
+    assert again and all(m.from_ == "m0" and m.incarnation == 1 for m in again)
+    assert not d.gossiped(codec.Dead, "m5")
+
+
+def test_a_refutation_that_arrives_within_the_grace_keeps_the_member_alive() -> None:
+    """The refutation reaches us behind the late timer (next in the socket backlog, or once
+    the re-gossiped suspicion reached the suspect): the member stays alive, and nobody is
+    ever told it died."""
+    d, wake = _suspected_then_asleep()
+    d.input(wake, TimerExpired())
+    assert d.state("m5") == NodeState.SUSPECT
+    d.packet(wake + 1.0, _alive(5, incarnation=2), 5)
+    assert d.state("m5") == NodeState.ALIVE
+    assert "m5" not in d.ml.suspicions
+    d.input(wake + _LO + 1.0, TimerExpired())
+    assert d.state("m5") == NodeState.ALIVE
+    assert "msg_dead" not in d.ml.stats
+    assert not d.gossiped(codec.Dead, "m5")
+
+
+def test_without_a_refutation_the_member_is_declared_dead_when_the_grace_ends() -> None:
+    d, wake = _suspected_then_asleep()
+    d.input(wake, TimerExpired())
+    d.input(wake + _LO - 0.01, TimerExpired())
+    assert d.state("m5") == NodeState.SUSPECT
+    d.input(wake + _LO + 0.01, TimerExpired())
+    assert d.state("m5") == NodeState.DEAD
+    d.input(wake + _LO + 0.5, TimerExpired())
+    deads = d.gossiped(codec.Dead, "m5")
+    assert deads and deads[0].from_ == "m0"
+    assert d.ml.stats["suspicions_late"] == 1  # the grace timer fired on time
+
+
+def test_a_late_confirmation_does_not_hide_that_the_timer_is_late() -> None:
+    """The first input after the gap is a confirmation from another member: memberlist
+    re-arms the (already expired) timer at once, and it runs at the end of that very input.
+    It is still late — measured from the deadline that was missed — so it is held."""
+    d, wake = _suspected_then_asleep()
+    d.suspect(wake, "m5", 2, incarnation=1)
+    assert d.state("m5") == NodeState.SUSPECT
+    assert d.ml.suspicions["m5"].deadline == pytest.approx(wake + _LO)
+    # nor can more confirmations in the backlog cut the grace short
+    d.suspect(wake, "m5", 3, incarnation=1)
+    assert d.state("m5") == NodeState.SUSPECT
+
+
+def test_one_wake_up_costs_one_health_point_however_many_timers_it_finds_late() -> None:
+    d = _Driven()
+    d.suspect(5.0, "m5", 1)
+    d.suspect(5.0, "m4", 1)
+    wake = d.ml.suspicions["m5"].deadline + 10.0
+    d.input(wake, TimerExpired(), answer=False)
+    assert [d.state("m4"), d.state("m5")] == [NodeState.SUSPECT] * 2
+    assert d.ml.stats["suspicions_late"] == 2
+    assert d.ml.awareness.score == 1
+
+
+@pytest.mark.parametrize("late_s", [0.0, 0.5, _CFG.probe_interval_s])
+def test_a_timer_late_by_at_most_a_probe_interval_declares_as_memberlist_does(
+    late_s: float,
+) -> None:
+    d, _ = _suspected_then_asleep()
+    deadline = d.ml.suspicions["m5"].deadline
+    d.input(deadline + late_s, TimerExpired())
+    assert d.state("m5") == NodeState.DEAD
+    assert "suspicions_late" not in d.ml.stats
+
+
+def test_without_lifeguard_awareness_a_late_timer_declares_at_once() -> None:
+    """Lifeguard off is memberlist's behaviour: the verdict stands however late it is."""
+    d = _Driven(_CFG.replace(lifeguard_awareness=False))
+    d.suspect(5.0, "m5", 1)
+    wake = d.ml.suspicions["m5"].deadline + 10.0
+    d.input(wake, TimerExpired())
+    assert d.state("m5") == NodeState.DEAD
+    assert d.ml.awareness.score == 0
+
+
+# --------------------------------------------------------------------------- stale suspicion
+
+
+def _queued(ml: Memberlist) -> list[codec.Message]:
+    """Drain the broadcast queue (one transmission of everything queued) and decode it."""
+    return [codec.decode_message(b) for b in ml.broadcasts.get(2, 1 << 16, ml.num_nodes())]
+
+
+def test_a_stale_suspicion_about_us_is_answered_with_our_current_alive() -> None:
+    """memberlist ignores a suspect about us older than our incarnation; its holder missed
+    our refutation, so we gossip our current alive again — no new incarnation, and one
+    queued message however many stale suspicions arrive."""
+    d = _Driven()
+    d.suspect(1.0, "m0", 1, incarnation=1)  # a current one: refuted with incarnation 2
+    assert d.ml.incarnation == 2 and d.ml.stats["refutes"] == 1
+    d.ml.broadcasts.reset()  # the refutation has run out of retransmits
+    score = d.ml.awareness.score
+    for frm in (2, 3, 2):
+        d.packet(2.0, codec.Suspect(1, "m0", f"m{frm}").encode(), frm, answer=False)
+    assert d.ml.awareness.score == score  # answering costs no health: no new refutation
+    assert d.ml.incarnation == 2 and d.ml.stats["refutes"] == 1
+    assert d.ml.stats["stale_suspicions_answered"] == 3
+    queued = _queued(d.ml)
+    assert len(queued) == 1
+    (a,) = queued
+    assert isinstance(a, codec.Alive)
+    assert (a.node, a.incarnation) == ("m0", 2)
+
+
+def test_a_stale_suspicion_about_someone_else_is_still_ignored() -> None:
+    d = _Driven()
+    d.packet(1.0, _alive(5, incarnation=3), 5)
+    d.ml.broadcasts.reset()
+    d.suspect(2.0, "m5", 1, incarnation=2)
+    assert d.state("m5") == NodeState.ALIVE
+    assert _queued(d.ml) == []

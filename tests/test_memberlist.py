@@ -600,6 +600,47 @@ def test_push_pull_dead_becomes_suspect_and_left_becomes_left() -> None:
     assert core.incarnation == 2 and core.nodes["m0"].state == NodeState.ALIVE
 
 
+def test_push_pull_merge_acts_on_changed_entries_only() -> None:
+    """Unchanged alive entries are old news (``_changed_entries`` leaves them out); every
+    other entry is merged in order: a newer incarnation is taken, another address for a
+    live member is a conflict, our own entry with other meta is refuted. A name listed
+    twice is merged entry by entry, so the second entry sees what the first did."""
+    rng = random.Random(1)
+    core = Memberlist(
+        name="m0", addr="10.0.0.1", port=7946, config=LAN, rng=rng, entropy=rng.randbytes
+    )
+    core.start(0.0)
+    addr = addr_of(1)
+    base = [_pns(f"m{i}", i, 1, NodeState.ALIVE) for i in (1, 2, 3)]
+    core.handle(0.1, StreamRequestReceived(1, _push_pull(base, join=True), addr))
+    core.broadcasts.reset()
+    core.handle(0.2, StreamRequestReceived(2, _push_pull(base), addr))
+    assert core.broadcasts.queued == 0 and "conflicts" not in core.stats
+
+    me = core.nodes["m0"]
+    vsn = base[0].vsn
+    changed = [
+        _pns("m1", 1, 2, NodeState.ALIVE),
+        codec.PushNodeState("m2", ip_bytes(addr_of(9)[0]), 7946, b"", 1, 0, vsn),
+        codec.PushNodeState("m0", me.addr, me.port, b"other", me.incarnation, 0, me.vsn),
+        base[2],
+    ]
+    core.handle(0.3, StreamRequestReceived(3, _push_pull(changed), addr))
+    assert core.nodes["m1"].incarnation == 2
+    assert core.stats["conflicts"] == 1 and core.nodes["m2"].addr == base[1].addr
+    assert core.incarnation == 2 and core.stats["refutes"] == 1
+
+    # m3 leaves; then one push/pull moves it to a new address and, after that, lists it at
+    # the old one: that second entry is a conflict only if merged after the first
+    left = [_pns("m3", 3, 1, NodeState.LEFT)]
+    core.handle(0.4, StreamRequestReceived(4, _push_pull(left), addr))
+    assert core.nodes["m3"].state == NodeState.LEFT
+    moved = codec.PushNodeState("m3", ip_bytes(addr_of(8)[0]), 7946, b"", 2, 0, vsn)
+    core.handle(0.5, StreamRequestReceived(5, _push_pull([moved, base[2]]), addr))
+    assert core.nodes["m3"].addr == moved.addr and core.nodes["m3"].state == NodeState.ALIVE
+    assert core.stats["conflicts"] == 2
+
+
 def test_malformed_stream_and_packet_input_is_dropped_and_counted() -> None:
     """Rule 5: nothing from the network raises; the core answers a bad stream with an error."""
     rng = random.Random(1)

@@ -623,3 +623,110 @@ def test_restart_keeps_the_disk_and_loses_memory() -> None:
     assert b.core is None and not b.up
     b.start()
     assert b.boots == 3 and w["b"].disk_seen == {"keyring": [b"k1"]}
+
+
+# --------------------------------------------------------------------------- slow
+
+
+def test_slow_handles_each_input_delay_late_in_order_while_timers_run_on_time() -> None:
+    """A slow process (CPU starvation) reads every packet ``delay_s`` after it arrived, in
+    arrival order; its timers fire at their deadlines and what it sends leaves at once."""
+    w = World(same_dc=fixed())
+    w.add("a")
+    w.add("b")
+    w.arm("b", 1.5, 2.2)
+    w.sim.at(1.0, lambda _: w.node("b").slow(2.0, 0.5))
+    for i in range(3):
+        w.sim.at(1.2 + i * 0.1, lambda i: w.send("a", "b", bytes([i])), i)
+    w.sim.at(1.6, lambda _: w.send("b", "a", b"out"))
+    w.sim.run_until(1.69)
+    assert w["b"].inputs == []
+    assert w["b"].fired == [(1.5, 1.5)]
+    assert w["a"].packets() == [(pytest.approx(1.6 + LAT), b"out")]
+    w.sim.run_until(2.5)
+    got = w["b"].packets()
+    assert [d for _, d in got] == [b"\x00", b"\x01", b"\x02"]
+    assert [t for t, _ in got] == [pytest.approx(1.2 + i * 0.1 + LAT + 0.5) for i in range(3)]
+    assert w["b"].fired == [(1.5, 1.5), (2.2, 2.2)]
+    assert w.node("b").slowed and "slow" in repr(w.node("b"))
+
+
+def test_input_after_the_slow_period_queues_behind_what_still_waits() -> None:
+    w = World(same_dc=fixed())
+    w.add("a")
+    w.add("b")
+    w.node("b").slow(1.0, 0.8)
+    w.sim.at(0.9, lambda _: w.send("a", "b", b"late"))  # arrives slow: handled at 1.701
+    w.sim.at(1.2, lambda _: w.send("a", "b", b"after"))  # arrives at 1.201, not slow
+    w.sim.run_until(1.5)
+    assert w["b"].inputs == []
+    w.sim.run_until(3.0)
+    assert w["b"].packets() == [
+        (pytest.approx(0.9 + LAT + 0.8), b"late"),
+        (pytest.approx(0.9 + LAT + 0.8), b"after"),
+    ]
+    assert not w.node("b").slowed
+    w.send("a", "b", b"normal")  # queue empty, slow over: handled on arrival again
+    w.sim.run_until(4.0)
+    assert w["b"].packets()[-1] == (pytest.approx(3.0 + LAT), b"normal")
+
+
+def test_slow_delays_stream_events_too() -> None:
+    w = World(same_dc=fixed())
+    w.add("a")
+    w.add("b")
+    w.node("b").slow(5.0, 0.3)
+    w.dial("a", "b", b"ping", timeout_s=2.0)
+    w.sim.run_until(1.0)
+    (t, req), *_ = w["b"].inputs
+    assert isinstance(req, StreamRequestReceived) and t == pytest.approx(LAT + 0.3)
+    (t2, resp), *_ = w["a"].inputs
+    assert isinstance(resp, StreamResponseReceived) and resp.data == b"gnip"
+    assert t2 == pytest.approx(2 * LAT + 0.3)
+
+
+def test_slow_queue_is_bounded_by_the_socket_buffer() -> None:
+    w = World(same_dc=fixed())
+    w.add("a")
+    w.add("b")
+    w.node("b").slow(1.0, 0.5)
+    n = SOCKET_BUFFER_PACKETS + 7
+    for i in range(n):
+        w.send("a", "b", i.to_bytes(2, "big"))
+    w.sim.run_until(2.0)
+    got = [int.from_bytes(d, "big") for _, d in w["b"].packets()]
+    assert got == list(range(SOCKET_BUFFER_PACKETS))
+    assert w.node("b").dropped_while_slow == 7
+
+
+def test_crash_and_restart_clear_a_slow_period_and_what_waited() -> None:
+    w = World(same_dc=fixed())
+    w.add("a")
+    w.add("b")
+    b = w.node("b")
+    b.slow(10.0, 1.0)
+    w.send("a", "b", b"lost")
+    w.sim.at(0.5, lambda _: b.restart())
+    w.sim.at(0.6, lambda _: w.send("a", "b", b"fresh"))
+    w.sim.run_until(3.0)
+    assert w["b"].packets() == [(pytest.approx(0.6 + LAT), b"fresh")]
+    assert not b.slowed
+    with pytest.raises(ValueError):
+        b.slow(1.0, 0.0)
+
+
+def test_a_stall_during_a_slow_period_keeps_the_order_of_input() -> None:
+    """Stalled while slow: what waited is read first when the stall ends, then what the
+    stall held, each no earlier than its delay allows."""
+    w = World(same_dc=fixed())
+    w.add("a")
+    w.add("b")
+    b = w.node("b")
+    b.slow(10.0, 0.5)
+    w.send("a", "b", b"1")  # due at 0.501
+    w.sim.at(0.2, lambda _: b.stall(1.0))  # 0.2 - 1.2
+    w.sim.at(0.4, lambda _: w.send("a", "b", b"2"))  # held by the stall
+    w.sim.run_until(1.1)
+    assert w["b"].inputs == []
+    w.sim.run_until(3.0)
+    assert w["b"].packets() == [(pytest.approx(1.2), b"1"), (pytest.approx(1.7), b"2")]

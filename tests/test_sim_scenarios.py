@@ -669,3 +669,96 @@ def test_the_readme_example_is_valid_and_passes(tmp_path: Path) -> None:
     assert len(sc.faults) == 4
     r = run_seed(sc, sc.seed)
     assert r.passed, [c for c in r.checks if not c.passed]
+
+
+# --------------------------------------------------------------------------------------
+# the slow fault, and late suspicion timers
+# --------------------------------------------------------------------------------------
+
+SLOW_FAULT = """
+[[fault]]
+at_s = 10
+kind = "slow"
+target = "node:dc1-n4"
+duration_s = 8
+delay_s = 1.5
+"""
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (
+            "[[fault]]\nat_s = 5\nkind = 'slow'\ntarget = 'all'\nduration_s = 3\n",
+            "fault #1: delay_s: is required for a slow fault",
+        ),
+        (
+            "[[fault]]\nat_s = 5\nkind = 'slow'\ntarget = 'all'\nduration_s = 3\ndelay_s = 0\n",
+            "fault #1: delay_s: must be above 0",
+        ),
+        (
+            "[[fault]]\nat_s = 30\nkind = 'slow'\ntarget = 'all'\nduration_s = 9\ndelay_s = 2\n",
+            "fault #1: ends at 41 s, after [scenario] duration_s = 40",
+        ),
+        (
+            "[[fault]]\nat_s = 5\nkind = 'stall'\ntarget = 'all'\nduration_s = 3\ndelay_s = 1\n",
+            "unknown key 'delay_s' for a stall fault",
+        ),
+    ],
+)
+def test_slow_fault_errors(extra: str, message: str) -> None:
+    with pytest.raises(ScenarioError) as e:
+        scenario(extra)
+    assert message in str(e.value)
+
+
+def test_fault_injector_slows_a_node_and_the_ledger_counts_it_unhealthy() -> None:
+    sc = scenario(SLOW_FAULT)
+    plan = sc.expand(1)
+    (a,) = plan.faults
+    assert a.describe() == "10s slow dc1-n4 delay 1.5s for 8s"
+    assert a.end_s() == 19.5  # the input of its last slow instant is read 1.5 s later
+    assert plan.touched() == ["dc1-n4"]
+    sim, world, inj = _world(sc)
+    node = world.nodes["dc1-n4"]
+    sim.run_until(9.9)
+    assert not node.slowed
+    sim.run_until(10.1)
+    assert node.slowed and node.slow_delay_s == 1.5
+    sim.run_until(18.1)
+    assert not node.slowed
+    led = inj.ledger
+    assert led.slow["dc1-n4"] == [[10.0, 19.5]]
+    assert led.unhealthy_during("dc1-n4", 19.0, 19.2)
+    assert not led.unhealthy_during("dc1-n4", 19.6, 30.0)
+    assert (10.0, "slow dc1-n4 for 8s (input 1.5s late)") in led.applied
+
+
+def test_a_slow_member_is_suspected_but_no_healthy_one_is_declared_failed() -> None:
+    """Input read 1.5 s late is slower than a probe round: the slow member's acks come too
+    late, so others suspect it; it refutes (late) and nobody healthy is declared failed."""
+    import io
+
+    sc = scenario(SLOW_FAULT + "[checks]\nconverged_within_s = 20\n")
+    trace = io.StringIO()
+    r = run_seed(sc, 1, trace=trace)
+    assert r.passed, [c for c in r.checks if not c.passed]
+    assert r.figures["false_failures"] == 0
+    text = trace.getvalue()
+    assert "suspect dc1-n4 has failed, no acks received" in text
+    assert "dc1-n4: refuting a suspect message" in text
+
+
+def test_swarm_seed_229_a_member_waking_from_a_stall_does_not_kill_on_late_timers() -> None:
+    """Found by swarm runs: dc1-n15, partitioned on and off, suspects dc1-n18 while cut off
+    (its gossip of that never gets out), then stalls for 21 s. On waking, the suspicion timer
+    that expired in its sleep used to declare dc1-n18 dead, and everyone took its word.
+    With Lifeguard's health awareness the late timer is held instead, the suspicion gossiped
+    again, and dc1-n18 refutes: no one ever reports it failed."""
+    sc = load(EXAMPLES / "swarm.toml")
+    r = run_seed(sc, 229, swarm=True)
+    assert r.choices["swim.lifeguard_awareness"] is True
+    assert check(r, "max_failed"), r.checks
+    assert "dc1-n18" not in json.dumps(
+        next(c for c in r.checks if c.name == "false_failures").items
+    )
