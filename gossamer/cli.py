@@ -1156,6 +1156,13 @@ _SIM_FLAGS = (
         "Swarm testing: each seed also picks the configuration and the fault mix within "
         "the scenario's [swarm] bounds.",
     ),
+    Flag(
+        "set",
+        FlagKind.LIST,
+        "Override one scenario value, as `key=value` with a dotted key "
+        "(swim.lifeguard_awareness=false, fault.2.target=random_pct:5; [[fault]] entries "
+        "count from 1). The value is read as TOML, else as a string. Repeatable.",
+    ),
     Flag("report", FlagKind.STRING, "Write the JSON report to this `file`."),
     Flag(
         "junit", FlagKind.STRING, "Write JUnit XML (a testcase per seed and check) to this `file`."
@@ -1204,7 +1211,10 @@ def _parse_interspersed(flags: FlagSet, argv: Sequence[str]) -> tuple[ParsedFlag
     while True:
         parsed = flags.parse(rest)
         for key in parsed.explicit:
-            values[key] = parsed.values[key]
+            old, new = values[key], parsed.values[key]
+            if key in explicit and isinstance(old, tuple) and isinstance(new, tuple):
+                new = (*old, *new)  # a list flag given on both sides of the file
+            values[key] = new
             explicit.add(key)
         if not parsed.args:
             break
@@ -1244,7 +1254,7 @@ def _run_sim(args: list[str]) -> int:
     scenario_mod = _import_lazily("sim.scenario")
     run_mod = _import_lazily("sim.run")
     try:
-        scenario = scenario_mod.load(positional[0])
+        scenario = scenario_mod.load(positional[0], f.get_list("set"))
         if f.is_set("seeds"):
             seeds = run_mod.parse_seeds(f.get_str("seeds"))
         elif f.is_set("seed"):

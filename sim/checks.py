@@ -8,7 +8,7 @@ moment. Safety checks hold over both phases; liveness checks judge the second.
 Definitions (the ledger of :mod:`sim.faults` answers the questions):
 
 * A member is **healthy** at time t when its process is up (started, not crashed, not
-  powered off) and not stalled.
+  powered off), not stalled and not slow.
 * A member m is **reachable** from an observer o at time t when no partition in force at
   t drops UDP between o and m in either direction.
 * The **suspicion window** W of a pool of n members is ``probe_interval_s +
@@ -17,9 +17,9 @@ Definitions (the ledger of :mod:`sim.faults` answers the questions):
   declaration of death. ``[checks] suspicion_window_s`` overrides it.
 * A **false failure** is an observer o emitting ``MemberFailed`` for m at time t while m
   was healthy, and reachable from o, over the whole of ``[t - W, t]``: nothing the faults
-  did to m or to the path between o and m explains it. Stalled members are not healthy,
-  so a member declared dead while stalled is not a false failure; a healthy member that a
-  stalled member accuses is (the case Lifeguard exists for).
+  did to m or to the path between o and m explains it. Stalled and slow members are not
+  healthy, so a member declared dead while stalled or slow is not a false failure; a
+  healthy member that a stalled or slow member accuses is (the case Lifeguard exists for).
 * An **echoed failure** is a false failure of a member that a partition separated from
   some member of its pool at any moment of ``[t - E, t]``, where E is the echo window:
   ``probe_interval_s`` + the longest suspicion timeout (``suspicion_max_timeout_mult`` x
@@ -38,8 +38,8 @@ Checks (each a pass/fail per run, named as in the reports):
                           judged on every ``MemberFailed`` as it is emitted.
 ``echoed_failures``       (with ``max_echoed_failures``) at most that many echoed failures.
 ``max_failed``            at most ``max_failed`` distinct members reported failed by
-                          observers no fault touched around the report (not down, stalled
-                          or on a cut side of a partition within W before it), echoes
+                          observers no fault touched around the report (not down, stalled,
+                          slow or on a cut side of a partition within W before it), echoes
                           aside: what the intact part of the cluster concluded. By
                           default, the number of members the faults touch
                           (``Plan.touched``).
@@ -194,7 +194,7 @@ class Checkers:
         if len(self.false_failures) < ITEMS_KEPT:
             why = ""
             if led.unhealthy_during(o, t0, t):
-                why = f" ({o} had itself been stalled or down in that window)"
+                why = f" ({o} had itself been stalled, slow or down in that window)"
             self.false_failures.append(
                 f"t={t:.2f}s {o} declared {m} failed; {m} had been up and reachable from "
                 f"everyone for the whole {w:.1f}s window before{why}"

@@ -96,10 +96,12 @@ def _rounded(v: Any) -> Any:
     return v
 
 
-def reproduce_command(path: str, seed: int, swarm: bool) -> str:
+def reproduce_command(path: str, seed: int, swarm: bool, overrides: Sequence[str] = ()) -> str:
     parts = ["gossamer", "sim", "run", path, "--seed", str(seed)]
     if swarm:
         parts.append("--swarm")
+    for item in overrides:
+        parts += ["--set", item]
     return shlex.join(parts)
 
 
@@ -154,7 +156,7 @@ def run_seed(
         tags=lambda s: {"role": "consul" if roles[s.name] == "server" else "node", "dc": s.dc},
     )
     if trace is not None:
-        trace.write(f"# {reproduce_command(scenario.path, seed, swarm)}\n")
+        trace.write(f"# {reproduce_command(scenario.path, seed, swarm, scenario.overrides)}\n")
     digest = TraceDigest(world, out=trace)
     injector = FaultInjector(world, plan, trace=trace)
     checkers = Checkers(world, plan, injector.ledger)
@@ -195,7 +197,7 @@ def run_seed(
         choices=plan.choices,
         faults=[f"{t:.2f}s {text}" for t, text in injector.ledger.applied],
         digest=digest.hexdigest(),
-        reproduce=reproduce_command(scenario.path, seed, swarm),
+        reproduce=reproduce_command(scenario.path, seed, swarm, scenario.overrides),
         sim_s=end,
         wall_s=time.perf_counter() - started,
         events=sim.events_run,

@@ -749,6 +749,8 @@ class Scenario:
     faults: tuple[FaultSpec, ...]
     checks: Checks
     swarm: Swarm | None
+    overrides: tuple[str, ...] = ()
+    """The ``--set KEY=VALUE`` overrides applied to the file, in order."""
 
     # ---------------------------------------------------------------- expansion
 
@@ -988,21 +990,23 @@ _TOP_KEYS = (
 )
 
 
-def load(path: str | Path) -> Scenario:
+def load(path: str | Path, overrides: Sequence[str] = ()) -> Scenario:
     """Read and validate a scenario file (and expand it once to surface every error)."""
     p = Path(path)
     try:
         text = p.read_text(encoding="utf-8")
     except OSError as e:
         raise ScenarioError(f"{path}: cannot read: {e.strerror or e}") from None
-    return loads(text, str(path))
+    return loads(text, str(path), overrides)
 
 
-def loads(text: str, path: str = "<scenario>") -> Scenario:
+def loads(text: str, path: str = "<scenario>", overrides: Sequence[str] = ()) -> Scenario:
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise ScenarioError(f"{path}: not valid TOML: {e}") from None
+    for item in overrides:
+        apply_override(data, item, path)
     top = _Table(path, data)
 
     def T(key: str) -> _Table:
@@ -1112,11 +1116,63 @@ def loads(text: str, path: str = "<scenario>") -> Scenario:
         faults=faults,
         checks=checks,
         swarm=swarm,
+        overrides=tuple(overrides),
     )
     scenario.expand(seed)  # resolve names and timings now: errors before any run
     if swarm is not None:
         scenario.expand(seed, swarm=True)
     return scenario
+
+
+def apply_override(data: dict[str, Any], item: str, path: str = "<scenario>") -> None:
+    """Apply one ``--set KEY=VALUE`` to a parsed scenario, before validation.
+
+    KEY is a dotted path of table keys (``swim.lifeguard_awareness``); a number selects an
+    element of an array of tables, from 1 (``fault.2.target``: the second ``[[fault]]``).
+    Missing tables are created. VALUE is read as a TOML value (``false``, ``12``, ``0.5``,
+    ``[1, 3]``, ``"text"``); anything that is not one is taken as a string
+    (``random_pct:5``). The result is validated like the file itself, so a misspelt key
+    fails with the same message a misspelt key in the file would.
+    """
+    where = f"{path}: --set {item}"
+    key, sep, raw = item.partition("=")
+    parts = key.strip().split(".")
+    if not sep or not all(p.strip() for p in parts):
+        raise ScenarioError(f"{where}: want KEY=VALUE, e.g. swim.lifeguard_awareness=false")
+    try:
+        value: Any = tomllib.loads(f"v = {raw.strip()}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw.strip()
+    node: Any = data
+    for i, part in enumerate(parts[:-1]):
+        part = part.strip()
+        if isinstance(node, list):
+            node = _override_index(node, part, ".".join(parts[:i]), where)
+        elif isinstance(node, dict):
+            node = node.setdefault(part, {})
+        else:
+            raise ScenarioError(f"{where}: {'.'.join(parts[:i])} is a value, not a table")
+    last = parts[-1].strip()
+    parent = ".".join(p.strip() for p in parts[:-1])
+    if isinstance(node, list):
+        _override_index(node, last, parent, where)  # raises: a field is missing after it
+        raise ScenarioError(f"{where}: name a field of {parent}.{last}")
+    if not isinstance(node, dict):
+        raise ScenarioError(f"{where}: {parent} is a value, not a table")
+    if isinstance(node.get(last), list) and all(isinstance(x, dict) for x in node[last]):
+        raise ScenarioError(
+            f"{where}: {'.'.join([*parts[:-1], last]).strip('.')} is an array of tables; "
+            f"name an entry and a field ({last}.1.KEY=VALUE)"
+        )
+    node[last] = value
+
+
+def _override_index(node: list[Any], part: str, name: str, where: str) -> Any:
+    if not part.isdigit() or not 1 <= int(part) <= len(node):
+        raise ScenarioError(
+            f"{where}: {name} has {len(node)} entries; select one with a number from 1"
+        )
+    return node[int(part) - 1]
 
 
 def _config_fields(t: _Table, cls: type, exclude: Sequence[str]) -> dict[str, Any]:
