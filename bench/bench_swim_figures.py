@@ -57,6 +57,8 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))  # run from a checkout without installing it
 
+from bench_sim import mem_total_gib  # noqa: E402  (bench/ is on sys.path: run as a script)
+
 from sim.engine import Sim  # noqa: E402
 from sim.network import Latency, LinkModel, Network  # noqa: E402
 from sim.node import SimNode  # noqa: E402
@@ -74,14 +76,6 @@ def log(msg: str) -> None:
 
 def rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def mem_total_gib() -> float:
-    with open("/proc/meminfo") as f:
-        for line in f:
-            if line.startswith("MemTotal:"):
-                return int(line.split()[1]) / 2**20
-    return 0.0
 
 
 def pct(xs: list[float], q: float) -> float:
