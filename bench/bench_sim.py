@@ -52,6 +52,7 @@ Progress goes to stderr; the table to stdout; ``--json PATH`` writes every figur
 from __future__ import annotations
 
 import argparse
+import functools
 import gc
 import heapq
 import json
@@ -97,6 +98,10 @@ def bench_heapq(n: int) -> float:
         seq += 1
         push(q, (t + 1.0, seq, noop, None))
     return n / (time.perf_counter() - t0)
+
+
+def _noop_factory(period: float, peer: tuple[str, int], node: Any, now: float) -> NoopCore:
+    return NoopCore(period, peer, now)
 
 
 def bench_sim_alone(n: int) -> float:
@@ -171,7 +176,7 @@ def bench_nodes(n: int, nodes: int = 1000) -> dict[str, float]:
             name=f"n{i}",
             addr=addr,
             dc="dc1",
-            factory=lambda node, now, p=period, q=peer: NoopCore(p, q, now),
+            factory=functools.partial(_noop_factory, period, peer),
         ).start()
     sim.run(max_events=nodes)  # warm up
     t0 = time.perf_counter()
@@ -192,7 +197,8 @@ def _rss_mib() -> float:
 
 
 def _queued(q: Any) -> int:
-    return int(getattr(q, "queued", None) if hasattr(q, "queued") else len(q))
+    n: int = q.queued if hasattr(q, "queued") else len(q)
+    return n
 
 
 def _addr(i: int) -> tuple[str, int]:
