@@ -730,3 +730,57 @@ def test_a_stall_during_a_slow_period_keeps_the_order_of_input() -> None:
     assert w["b"].inputs == []
     w.sim.run_until(3.0)
     assert w["b"].packets() == [(pytest.approx(1.2), b"1"), (pytest.approx(1.7), b"2")]
+
+
+# ------------------------------------------------------------ SwimWorld.start_converged
+
+
+def _converged_world(seed: int) -> tuple[Sim, Any]:
+    from sim.swimworld import NodeSpec, SwimWorld, TraceDigest
+    from swim.config import SwimConfig
+
+    sim = Sim(seed)
+    net = Network(sim, sim.seeds.rng("network"))
+    specs = [NodeSpec(f"n{i}", "dc1", "lan", (f"10.0.0.{i + 1}", 7946)) for i in range(30)]
+    world = SwimWorld(sim, net, specs, swim=SwimConfig.lan().replace(enable_compression=False))
+    digest = TraceDigest(world)
+    world.start_converged()
+    return sim, (world, digest)
+
+
+def test_start_converged_begins_quiet_and_stays_converged() -> None:
+    sim, (world, digest) = _converged_world(7)
+    assert world.converged()
+    for node in world.nodes.values():
+        core = node.core
+        assert len(core.members) == 30
+        assert not core.ml.broadcasts.queued and not core.broadcasts.queued
+        assert core.ml.timers.next_deadline() is not None
+    joins = {(obs, m) for t, obs, m, st in world.log.events if t == 0.0 and st.name == "ALIVE"}
+    assert len(joins) == 30 * 30  # every member logged itself and every other as joined
+    sim.run_until(120.0)
+    assert world.converged()
+    assert not [e for e in world.log.events if e[3].name != "ALIVE"]  # nobody failed
+    # push/pulls happened, spread over the size-scaled interval rather than in a burst
+    assert world.net.stats.streams > 0
+    again, (_, digest2) = _converged_world(7)
+    again.run_until(120.0)
+    assert digest.hexdigest() == digest2.hexdigest()
+
+
+def test_start_converged_can_drop_the_join_events() -> None:
+    from sim.swimworld import NodeSpec, SwimWorld
+    from swim.config import SwimConfig
+    from swim.events import MemberStatus
+
+    sim = Sim(3)
+    net = Network(sim, sim.seeds.rng("network"))
+    specs = [NodeSpec(f"n{i}", "dc1", "lan", (f"10.0.0.{i + 1}", 7946)) for i in range(10)]
+    world = SwimWorld(sim, net, specs, swim=SwimConfig.lan())
+    world.start_converged(log_joins=False)
+    assert world.converged()
+    assert all(obs == m for _, obs, m, _ in world.log.events)  # only each start's own join
+    world.crash("n4")
+    sim.run_until(40.0)
+    failed = world.log.first("n4", MemberStatus.FAILED)
+    assert set(failed) == {n for n in world.nodes if n != "n4"}
