@@ -192,8 +192,9 @@ class SwimWorld:
         Each core learns the others through its own ``alive_node`` (the path a push/pull
         merge takes), from one shared :class:`Alive` per member, so the N^2 member views
         share their name, address and meta objects; what those merges would queue for
-        gossip is dropped, as retransmission would long have retired it. Every random draw comes from
-        the cores' own seeded generators (probe-list placement), so this is deterministic.
+        gossip is dropped, as retransmission would long have retired it. Every random draw
+        comes from the cores' own seeded generators (probe-list placement), so this is
+        deterministic.
         With ``log_joins=False`` the N^2 join events are dropped instead of logged (memory
         at large N): :attr:`log` then only holds what happens afterwards.
         """
