@@ -631,21 +631,9 @@ class Memberlist:
             if len(a.addr) not in (4, 16):
                 self._drop("alive: bad address", addr)
                 return
-            # Old news (the common case while gossip spreads): alive_node would return
-            # without doing anything. Same tests, in its order, without the call.
-            cur = self.nodes.get(a.node)
-            if (
-                cur is not None
-                and a.incarnation <= cur.incarnation
-                and cur.port == a.port
-                and cur.addr == a.addr
-                and a.node != self.name
-                and len(a.meta) <= codec.META_BYTES_MAX
-            ):
-                v = a.vsn
-                if len(v) < 3 or (v[0] and v[1] and v[0] <= v[1]):
-                    return
-            self.alive_node(a)
+            # old news is the common case while gossip spreads
+            if not self._alive_is_old_news(a.node, a.incarnation, a.addr, a.port, a.vsn, a.meta):
+                self.alive_node(a)
         elif kind is Suspect:
             self.suspect_node(m)  # type: ignore[arg-type]
         elif kind is Dead:
@@ -1186,26 +1174,13 @@ class Memberlist:
             err = self.delegate.notify_merge(merged)
             if err:
                 return err
-        nodes = self.nodes
-        me = self.name
+        old_news = self._alive_is_old_news
         for r in pp.nodes:
             port = r.port or self.advertise_port
             if r.state == _ALIVE:
-                # Most entries repeat what we know: skip them when alive_node would do
-                # nothing at all (same address, no newer incarnation, not us, and no version
-                # vector it would count as bad).
-                cur = nodes.get(r.name)
-                if (
-                    cur is not None
-                    and r.incarnation <= cur.incarnation
-                    and cur.port == port
-                    and cur.addr == r.addr
-                    and r.name != me
-                ):
-                    v = r.vsn
-                    if len(v) < 3 or (v[0] and v[1] and v[0] <= v[1]):
-                        continue
-                self.alive_node(Alive(r.incarnation, r.name, r.addr, port, r.meta, r.vsn))
+                # most entries repeat what we know
+                if not old_news(r.name, r.incarnation, r.addr, port, r.vsn, r.meta):
+                    self.alive_node(Alive(r.incarnation, r.name, r.addr, port, r.meta, r.vsn))
             elif r.state == NodeState.LEFT:
                 self.dead_node(Dead(r.incarnation, r.name, r.name))
             else:
@@ -1226,6 +1201,25 @@ class Memberlist:
         self.awareness.apply_delta(1)
         counting(self.stats, "refutes")
         self._broadcast(me.name, Alive(me.incarnation, me.name, me.addr, me.port, me.meta, me.vsn))
+
+    def _alive_is_old_news(
+        self, name: str, incarnation: int, addr: bytes, port: int, vsn: bytes, meta: bytes
+    ) -> bool:
+        """Would :meth:`alive_node` do nothing at all with this? (Known member, same
+        address, no newer incarnation, not us, meta within bounds, and no version vector it
+        would count as bad: the same tests, in its order.) Checked before building or
+        passing the message, because it is true of most alives gossip and push/pull carry."""
+        cur = self.nodes.get(name)
+        if (
+            cur is None
+            or incarnation > cur.incarnation
+            or cur.port != port
+            or cur.addr != addr
+            or name == self.name
+            or len(meta) > codec.META_BYTES_MAX
+        ):
+            return False
+        return len(vsn) < 3 or bool(vsn[0] and vsn[1] and vsn[0] <= vsn[1])
 
     def alive_node(self, a: Alive, bootstrap: bool = False) -> None:
         """ML aliveNode."""
