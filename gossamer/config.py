@@ -61,6 +61,14 @@ class AgentConfig:
     gossip_profile: str = "lan"
     """Memberlist timing preset for the LAN pool: lan, wan or local."""
     log_level: str = "info"
+    enable_script_checks: bool = False
+    """Run ``Args`` (script) health checks; off by default, as in Consul, because anyone who
+    can reach the HTTP API could otherwise run commands on the host."""
+    bootstrap_expect: int = 0
+    """Servers to wait for before electing a leader; 1 (or ``dev``) makes this server the
+    leader at once. Needs ``server``."""
+    server_port: int = DEFAULT_SERVER_PORT
+    """Server RPC port, gossiped in the ``port`` tag."""
 
     def validate(self) -> None:
         if not self.node_name:
@@ -84,6 +92,12 @@ class AgentConfig:
             raise ConfigError("Invalid encryption key length")
         if self.retry_interval_s <= 0:
             raise ConfigError("-retry-interval must be positive")
+        if self.bootstrap_expect < 0:
+            raise ConfigError("-bootstrap-expect cannot be negative")
+        if self.bootstrap_expect and not self.server:
+            raise ConfigError("Bootstrap-expect mode can only be used with server mode")
+        if not 0 < self.server_port < 65536:
+            raise ConfigError(f"Invalid -server-port: {self.server_port}")
 
     def advertise(self, host_addrs: list[str]) -> str:
         """The address to gossip; ``host_addrs`` are this host's IPv4 addresses, consulted
