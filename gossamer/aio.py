@@ -32,7 +32,11 @@ import time
 import uuid
 from typing import Any
 
+from catalog import commands
 from catalog.aio import HTTPServer
+from catalog.reconcile import reconcile_member, reconcile_reaped
+from catalog.server import CatalogServer
+from catalog.store import SERF_CHECK_ID, CommandRejected
 from gossamer import __version__, goregexp
 from gossamer.agent import (
     CONSUL_EVENT_PREFIX,
@@ -167,18 +171,29 @@ class Agent:
             addr=self.advertise,
             port=config.serf_lan_port,
             config=self.serf_config,
-            tags=agent_tags(config, self.node_id),
+            tags=agent_tags(config, self.node_id, config.server_port),
             rng=random.Random(seed),
             entropy=os.urandom,
             keyring=self.gossip_keyring,
         )
         self.driver: GossipDriver | None = None
         self.http: HTTPServer | None = None
+        self.catalog: CatalogServer | None = None
+        """The state store's write path and blocking reads, on servers. A server that
+        bootstraps alone (-dev, -bootstrap-expect=1) leads at once; larger clusters wait
+        for Raft (the federation issue), and clients for server RPC."""
+        if config.server and (config.dev or config.bootstrap_expect <= 1):
+            self.catalog = CatalogServer(
+                config.datacenter, f"{self.advertise}:{config.server_port}"
+            )
         self.stopped = asyncio.Event()
         self.exit_code = 0
         self._leaving = False
         self._leave_task: asyncio.Future[None] | None = None
         self.events: collections.deque[dict[str, Any]] = collections.deque(maxlen=EVENT_RING)
+        self._reconcile_queue: list[tuple[Member | None, str | None]] = []
+        self._reconcile_wake: asyncio.Event | None = None
+        self._catalog_task: asyncio.Task[None] | None = None
 
     # ------------------------------------------------------------------ data dir
 
@@ -245,7 +260,12 @@ class Agent:
                 f"Failed to start the LAN gossip on {cfg.bind_addr}:{cfg.serf_lan_port}: "
                 f"{e.strerror or e}"
             ) from None
+        if self.catalog is not None:
+            await self.catalog.start()
+            self._reconcile_wake = asyncio.Event()
+            self._catalog_task = asyncio.ensure_future(self._catalog_loop())
         self.http = HTTPServer(self, cfg.client_addr, cfg.http_port)
+        register_endpoints(self.http)
         try:
             await self.http.start()
         except OSError as e:
@@ -274,6 +294,12 @@ class Agent:
         self.serf.shutdown()
         if self.http is not None:
             await self.http.close()
+        if self._catalog_task is not None:
+            self._catalog_task.cancel()
+            with contextlib.suppress(BaseException):
+                await self._catalog_task
+        if self.catalog is not None:
+            await self.catalog.close()
         if self.driver is not None:
             await self.driver.close()
         log.info("shutdown complete")
@@ -321,7 +347,89 @@ class Agent:
                 return
             await asyncio.sleep(cfg.retry_interval_s)
 
+    # ------------------------------------------------------------------ catalog
+
+    RECONCILE_INTERVAL_S = 60.0
+    """Consul's ReconcileInterval: a full pass that repairs the catalog's view of members."""
+    COORDINATE_INTERVAL_S = 15.0
+
+    def _reconcile_soon(self, member: Member | None = None, reaped: str | None = None) -> None:
+        """Queue a reconcile of one member (or, with neither argument, of all)."""
+        if self.catalog is None:
+            return
+        self._reconcile_queue.append((member, reaped))
+        if self._reconcile_wake is not None:
+            self._reconcile_wake.set()
+
+    async def _catalog_loop(self) -> None:
+        """The leader's membership reconcile and coordinate batches (leader.go)."""
+        assert self.catalog is not None and self._reconcile_wake is not None
+        loop = asyncio.get_running_loop()
+        next_full = loop.time()
+        next_coords = loop.time() + 1.0
+        while True:
+            now = loop.time()
+            if now >= next_full:
+                self._reconcile_queue.append((None, None))
+                next_full = now + self.RECONCILE_INTERVAL_S
+            queue, self._reconcile_queue = self._reconcile_queue, []
+            for member, reaped in queue:
+                await self._reconcile(member, reaped)
+            if now >= next_coords:
+                await self._write_coordinates()
+                next_coords = now + self.COORDINATE_INTERVAL_S
+            self._reconcile_wake.clear()
+            if self._reconcile_queue:
+                continue
+            timeout = max(0.0, min(next_full, next_coords) - loop.time())
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._reconcile_wake.wait(), timeout)
+
+    async def _reconcile(self, member: Member | None, reaped: str | None) -> None:
+        assert self.catalog is not None
+        store = self.catalog.store
+        now = self.catalog.now()
+        name = self.config.node_name
+        dc = self.config.datacenter
+        cmds: list[dict[str, Any]] = []
+        if reaped is not None:
+            cmds = reconcile_reaped(store, reaped, name, now)
+        elif member is not None:
+            cmds = reconcile_member(store, member, dc, name, now)
+        else:
+            members = self.serf.member_list()
+            for m in members:
+                cmds.extend(reconcile_member(store, m, dc, name, now))
+            known = {m.name.lower() for m in members}
+            for node in list(store.nodes.values()):
+                check = store.check(node["Node"], SERF_CHECK_ID)
+                # a node registered from gossip whose member is gone for good
+                if check is not None and node["Node"].lower() not in known:
+                    cmds.extend(reconcile_reaped(store, node["Node"], name, now))
+        for cmd in cmds:
+            try:
+                await self.catalog.write(cmd)
+            except CommandRejected as e:
+                log.warning("catalog reconcile: %s", e)
+
+    async def _write_coordinates(self) -> None:
+        """Gossip's coordinates of the catalog's nodes into the store, when they moved."""
+        assert self.catalog is not None
+        store = self.catalog.store
+        updates = []
+        for name, coord in self.lan_coordinates().items():
+            wire = coord.to_wire()
+            old = store.coords.get((name.lower(), ""))
+            if store.node(name) is not None and (old is None or old["Coord"] != wire):
+                updates.append({"Node": name, "Segment": "", "Coord": wire})
+        if updates:
+            await self.catalog.write(commands.coordinates(0.0, updates))
+
     def _on_event(self, eff: Any) -> None:
+        if isinstance(eff, MemberJoined | MemberFailed | MemberLeft | MemberUpdated):
+            self._reconcile_soon(eff.member)
+        elif isinstance(eff, MemberReaped):
+            self._reconcile_soon(reaped=eff.member.name)
         if isinstance(eff, MemberJoined):
             log.info("serf.lan: EventMemberJoin: %s %s", eff.member.name, eff.member.addr)
         elif isinstance(eff, MemberFailed):
@@ -516,6 +624,20 @@ class Agent:
         )
         assert isinstance(res, KeyOperationCompleted)
         return res
+
+
+def register_endpoints(http: HTTPServer) -> None:
+    """The catalog's HTTP endpoints, each module adding its routes."""
+    import importlib
+
+    for name in ("http_kv", "http_catalog", "http_agent"):
+        try:
+            module = importlib.import_module(f"catalog.{name}")
+        except ModuleNotFoundError as e:
+            if e.name != f"catalog.{name}":
+                raise
+            continue
+        module.register(http)
 
 
 def host_ipv4_addresses() -> list[str]:
