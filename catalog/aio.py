@@ -115,6 +115,8 @@ class AgentAPI(Protocol):
         self, name: str, payload: bytes, node: str = "", service: str = "", tag: str = ""
     ) -> tuple[dict[str, Any] | None, str | None]: ...
     def event_list(self, name: str = "") -> list[dict[str, Any]]: ...
+    async def wait_event(self, timeout_s: float) -> None:
+        """Return when a new event is stored, or after ``timeout_s``."""
 
 
 Handler = Callable[[Request, str], Awaitable[Any]]
@@ -369,13 +371,19 @@ def field(obj: Any, name: str, default: Any = None) -> Any:
     return default
 
 
-def reject_filter(request: Request) -> None:
-    if request.query.get("filter"):
-        raise HTTPError(
-            400,
-            "Failed to create boolean expression evaluator: ?filter is not supported by "
-            "gossamer yet",
-        )
+def apply_filter(request: Request, items: Any) -> Any:
+    """``?filter=`` (go-bexpr, :mod:`catalog.bexpr`) on each item of a list or each value
+    of a dict; 400 for a bad expression, as Consul."""
+    text = request.query.get("filter", "")
+    if not text:
+        return items
+    from catalog import bexpr
+
+    try:
+        flt = bexpr.compile_filter(text)
+        return flt.apply(items) if isinstance(items, list) else flt.apply_map(items)
+    except bexpr.FilterError as e:
+        raise HTTPError(400, str(e)) from None
 
 
 # --------------------------------------------------------------------------- /v1/agent, keyring
@@ -385,14 +393,13 @@ def _register_agent_endpoints(srv: HTTPServer) -> None:
     agent = srv.agent
 
     async def members(request: Request, _: str) -> Any:
-        reject_filter(request)
         if query_bool(request, "wan"):
             # no WAN pool yet: WAN federation arrives with the federation issue
-            return []
+            return apply_filter(request, [])
         segment = request.query.get("segment", "")
         if segment not in ("", "_all"):
-            return []
-        return [member_json(m) for m in agent.lan_members()]
+            return apply_filter(request, [])
+        return apply_filter(request, [member_json(m) for m in agent.lan_members()])
 
     async def self_(request: Request, _: str) -> Any:
         cfg = agent.config
@@ -513,10 +520,29 @@ def _register_agent_endpoints(srv: HTTPServer) -> None:
         return event_json(ev)
 
     async def event_list(request: Request, _: str) -> Any:
-        reject_filter(request)
-        events = agent.event_list(request.query.get("name", ""))
-        index = uuid_to_index(events[-1]["ID"]) if events else 1
-        return Response([event_json(e) for e in events], headers={"X-Consul-Index": str(index)})
+        """Consul's EventList (agent/event_endpoint.go): the index is derived from the last
+        event's ID; with ``?index=N`` the answer waits while that index still equals N
+        (``!=``, not ``>``: event IDs are random), up to the wait."""
+        from catalog.http_common import query_options
+
+        opts = query_options(request, agent.config.datacenter)
+        name = request.query.get("name", "")
+        loop = asyncio.get_running_loop()
+        deadline = None
+        while True:
+            events = agent.event_list(name)
+            index = uuid_to_index(events[-1]["ID"]) if events else 1
+            if opts.min_index == 0 or opts.min_index != index:
+                break
+            if deadline is None:
+                wait = opts.wait_s if opts.wait_s else 300.0
+                deadline = loop.time() + min(wait, 600.0)
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                break
+            await agent.wait_event(remaining)
+        body = apply_filter(request, [event_json(e) for e in events])
+        return Response(body, headers={"X-Consul-Index": str(index)})
 
     srv.route("/v1/agent/members", {"GET": members})
     srv.route("/v1/event/fire/", {"PUT": event_fire})

@@ -191,6 +191,7 @@ class Agent:
         self._leaving = False
         self._leave_task: asyncio.Future[None] | None = None
         self.events: collections.deque[dict[str, Any]] = collections.deque(maxlen=EVENT_RING)
+        self._event_signal = asyncio.Event()
         self._reconcile_queue: list[tuple[Member | None, str | None]] = []
         self._reconcile_wake: asyncio.Event | None = None
         self._catalog_task: asyncio.Task[None] | None = None
@@ -467,6 +468,8 @@ class Agent:
         if any(e["ID"] == ev["ID"] for e in self.events):
             return
         self.events.append(ev)
+        signal_, self._event_signal = self._event_signal, asyncio.Event()
+        signal_.set()
         log.info("new event: event_name=%s event_id=%s ltime=%d", ev["Name"], ev["ID"], eff.ltime)
 
     def _event_matches(self, ev: dict[str, Any]) -> bool:
@@ -513,6 +516,10 @@ class Agent:
             return None, res.error
         return ev, None
 
+    async def wait_event(self, timeout_s: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._event_signal.wait(), timeout_s)
+
     def event_list(self, name: str = "") -> list[dict[str, Any]]:
         return [e for e in self.events if not name or e["Name"] == name]
 
@@ -533,7 +540,7 @@ class Agent:
                 "services": "0",
             },
             "build": {"prerelease": "", "revision": "gossamer", "version": __version__},
-            "consul": {"server": str(self.config.server).lower(), "known_servers": "0"},
+            "consul": self._consul_stats(),
             "runtime": {
                 "arch": os.uname().machine,
                 "os": sys.platform,
@@ -541,6 +548,26 @@ class Agent:
                 "cpu_count": str(os.cpu_count() or 1),
             },
             "serf_lan": self.serf.stats_map(),
+        }
+
+    def _consul_stats(self) -> dict[str, str]:
+        """Consul's Stats()["consul"]; ``leader_addr`` equals /v1/status/leader."""
+        if self.catalog is None:
+            return {"server": str(self.config.server).lower(), "known_servers": "0"}
+        store = self.catalog.store
+        return {
+            "server": "true",
+            "leader": "true",
+            "leader_addr": self.catalog.leader_addr,
+            "bootstrap": "true",
+            "known_datacenters": "1",
+            "known_servers": "1",
+            "last_log_index": str(store.index),
+            "applied_index": str(store.index),
+            "catalog_nodes": str(len(store.nodes)),
+            "kv_entries": str(len(store.kv)),
+            "sessions": str(len(store.sessions)),
+            "blocking_queries": str(len(self.catalog.hub)),
         }
 
     def lan_coordinate(self) -> Coordinate | None:

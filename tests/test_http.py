@@ -6,8 +6,11 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import socket
+import threading
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -34,6 +37,7 @@ class FakeAgent:
         self.calls: list[tuple[Any, ...]] = []
         self.key_result = KeyOperationCompleted(1, 2, 2, 0, {}, {K1: 2}, {K1: 2})
         self.events: list[dict[str, Any]] = []
+        self.new_event = asyncio.Event()
 
     def lan_members(self) -> list[Member]:
         return [member("me"), member("other", MemberStatus.FAILED)]
@@ -75,7 +79,7 @@ class FakeAgent:
         if not name:
             return None, "User event name cannot be blank"
         ev = {
-            "ID": "9b2d0d6f-7a28-4a5e-8d3b-2f5f5c5d8e01",
+            "ID": str(uuid.uuid4()),
             "Name": name,
             "Payload": payload,
             "NodeFilter": node,
@@ -85,7 +89,13 @@ class FakeAgent:
             "LTime": 0,
         }
         self.events.append(ev)
+        self.new_event.set()
         return ev, None
+
+    async def wait_event(self, timeout_s: float) -> None:
+        self.new_event = asyncio.Event()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.new_event.wait(), timeout_s)
 
     def event_list(self, name: str = "") -> list[dict[str, Any]]:
         return [e for e in self.events if not name or e["Name"] == name]
@@ -277,6 +287,40 @@ def test_event_fire_and_list(server: Server) -> None:
     assert [e["ID"] for e in json.loads(body)] == [ev["ID"]]
     status, _, _ = server.request("PUT", "/v1/event/fire/x?dc=elsewhere", b"")
     assert status == 500
+
+
+def test_event_list_blocks_until_a_new_event_or_the_wait(server: Server) -> None:
+    server.request("PUT", "/v1/event/fire/deploy", b"v1")
+    _, headers, _ = server.request("GET", "/v1/event/list")
+    index = headers["x-consul-index"]
+    # nothing new: the wait runs out and the same index comes back
+    status, headers, body = server.request("GET", f"/v1/event/list?index={index}&wait=100ms")
+    assert status == 200 and headers["x-consul-index"] == index
+    # a new event answers a long wait at once
+    got: list[tuple[int, dict[str, str], bytes]] = []
+    t = threading.Thread(
+        target=lambda: got.append(server.request("GET", f"/v1/event/list?index={index}&wait=30s"))
+    )
+    t.start()
+    for _ in range(100):  # bounded: let the request park before firing
+        if server.srv.stats["requests"] >= 4:
+            break
+        threading.Event().wait(0.01)
+    server.request("PUT", "/v1/event/fire/second", b"")
+    t.join(10)
+    assert got and got[0][1]["x-consul-index"] != index
+    assert [e["Name"] for e in json.loads(got[0][2])] == ["deploy", "second"]
+    status, _, body = server.request("GET", "/v1/event/list?index=x")
+    assert (status, body) == (400, b"Invalid index")
+
+
+def test_members_filter_is_go_bexpr(server: Server) -> None:
+    status, _, body = server.request("GET", "/v1/agent/members?filter=Status%20%3D%3D%204")
+    assert status == 200 and [m["Name"] for m in json.loads(body)] == ["other"]
+    status, _, body = server.request("GET", '/v1/agent/members?filter=Tags.role%20%3D%3D%20"node"')
+    assert status == 200 and len(json.loads(body)) == 2
+    status, _, body = server.request("GET", "/v1/agent/members?filter=Status%20%3D%3D")
+    assert status == 400 and body
 
 
 def test_keep_alive_and_pipelining(server: Server) -> None:
