@@ -42,10 +42,11 @@ import types
 import urllib.parse
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from fractions import Fraction
 
 import gossamer
 from gossamer import goregexp
+from gossamer.duration import go_quote as _go_quote
+from gossamer.duration import parse_duration as parse_go_duration
 
 __all__ = [
     "ApiClient",
@@ -82,36 +83,6 @@ _GO_SPACE = (
     + "\u2028\u2029\u202f\u205f\u3000"
 )
 
-_GO_QUOTE_ESCAPES = {
-    "\a": "\\a",
-    "\b": "\\b",
-    "\f": "\\f",
-    "\n": "\\n",
-    "\r": "\\r",
-    "\t": "\\t",
-    "\v": "\\v",
-    '"': '\\"',
-    "\\": "\\\\",
-}
-
-
-def _go_quote(text: str) -> str:
-    """Go's ``%q`` / ``strconv.Quote``."""
-    out = ['"']
-    for ch in text:
-        if ch in _GO_QUOTE_ESCAPES:
-            out.append(_GO_QUOTE_ESCAPES[ch])
-        elif ch.isprintable():
-            out.append(ch)
-        elif ord(ch) < 0x80:
-            out.append(f"\\x{ord(ch):02x}")
-        elif ord(ch) < 0x10000:
-            out.append(f"\\u{ord(ch):04x}")
-        else:
-            out.append(f"\\U{ord(ch):08x}")
-    out.append('"')
-    return "".join(out)
-
 
 def _go_trim_space(text: str) -> str:
     return text.strip(_GO_SPACE)
@@ -131,84 +102,42 @@ _INT64_MAX = (1 << 63) - 1
 
 def _go_parse_int(text: str) -> int:
     """``strconv.ParseInt(text, 0, 64)`` as Go's ``flag.IntVar`` uses it."""
-    body = text[1:] if text[:1] in "+-" else text
+    body = text[1:] if text[:1] in ("+", "-") else text
     sign = -1 if text[:1] == "-" else 1
-    if not body or body.startswith("_") or body.endswith("_") or "__" in body:
-        raise ValueError("parse error")
-    lowered = body.lower()
-    try:
-        if lowered.startswith(("0x", "0o", "0b")):
-            value = int(body, 0)
-        elif len(body) > 1 and body[0] == "0":
-            value = int(body[1:].replace("_", ""), 8)  # Go: a leading 0 means octal
-        else:
-            if "_" in body:
-                raise ValueError("parse error")  # underscores only with a base prefix
-            value = int(body, 10)
-    except ValueError:
-        raise ValueError("parse error") from None
-    value *= sign
+    value = sign * _go_parse_magnitude(body)
     if not -_INT64_MAX - 1 <= value <= _INT64_MAX:
         raise ValueError("value out of range")
     return value
 
 
-_DURATION_UNIT_NS = {
-    "ns": 1,
-    "us": 1_000,
-    "\u00b5s": 1_000,  # micro sign
-    "\u03bcs": 1_000,  # Greek mu
-    "ms": 1_000_000,
-    "s": 1_000_000_000,
-    "m": 60 * 1_000_000_000,
-    "h": 3600 * 1_000_000_000,
-}
-_DURATION_NUMBER = re.compile(r"([0-9]*)(?:\.([0-9]*))?")
-_DURATION_UNIT = re.compile(r"[^0-9.]*")
+_UINT64_MAX = (1 << 64) - 1
 
 
-def parse_go_duration(text: str) -> float:
-    """Seconds in a Go duration string (``time.ParseDuration``): ``30s``, ``500ms``, ``1m30s``.
+def _go_parse_uint(text: str) -> int:
+    """``strconv.ParseUint(text, 0, 64)`` as Go's ``flag.Uint64Var`` uses it: no sign."""
+    value = _go_parse_magnitude(text)
+    if value > _UINT64_MAX:
+        raise ValueError("value out of range")
+    return value
 
-    A sequence of decimal numbers, each with an optional fraction and a unit (``ns``, ``us``
-    or ``µs``, ``ms``, ``s``, ``m``, ``h``), with an optional sign; ``0`` needs no unit. Like
-    Go the sum is taken in whole nanoseconds (fractions truncate) and must fit an int64.
-    Raises ValueError with Go's message on anything else.
-    """
-    quoted = _go_quote(text)
-    rest = text
-    negative = False
-    if rest[:1] in ("+", "-"):
-        negative = rest[0] == "-"
-        rest = rest[1:]
-    if rest == "0":
-        return 0.0
-    if not rest:
-        raise ValueError(f"time: invalid duration {quoted}")
-    total_ns = 0
-    while rest:
-        number = _DURATION_NUMBER.match(rest)
-        assert number is not None  # the pattern matches the empty string
-        whole, fraction = number.group(1), number.group(2)
-        if not whole and not fraction:
-            raise ValueError(f"time: invalid duration {quoted}")
-        rest = rest[number.end() :]
-        unit_match = _DURATION_UNIT.match(rest)
-        assert unit_match is not None
-        unit = unit_match.group(0)
-        if not unit:
-            raise ValueError(f"time: missing unit in duration {quoted}")
-        if unit not in _DURATION_UNIT_NS:
-            raise ValueError(f"time: unknown unit {_go_quote(unit)} in duration {quoted}")
-        rest = rest[len(unit) :]
-        unit_ns = _DURATION_UNIT_NS[unit]
-        value = Fraction(int(whole or "0"))
-        if fraction:
-            value += Fraction(int(fraction), 10 ** len(fraction))
-        total_ns += int(value * unit_ns)
-        if total_ns > _INT64_MAX:
-            raise ValueError(f"time: invalid duration {quoted}")
-    return (-total_ns if negative else total_ns) / 1e9
+
+def _go_parse_magnitude(body: str) -> int:
+    """The unsigned part of ``strconv.ParseInt``/``ParseUint`` with base 0."""
+    if not body or body.startswith("_") or body.endswith("_") or "__" in body:
+        raise ValueError("parse error")
+    if not body.isascii() or not body.replace("_", "").isalnum():
+        raise ValueError("parse error")  # no sign or spaces here (Python's int takes them)
+    lowered = body.lower()
+    try:
+        if lowered.startswith(("0x", "0o", "0b")):
+            return int(body, 0)
+        if len(body) > 1 and body[0] == "0":
+            return int(body[1:].replace("_", ""), 8)  # Go: a leading 0 means octal
+        if "_" in body:
+            raise ValueError("parse error")  # underscores only with a base prefix
+        return int(body, 10)
+    except ValueError:
+        raise ValueError("parse error") from None
 
 
 def columnize(lines: Sequence[str], delim: str = "\x1f", glue: str = "  ") -> str:
@@ -245,6 +174,8 @@ class FlagKind(enum.Enum):
     BOOL = "bool"
     STRING = "string"
     INT = "int"
+    UINT = "uint"
+    """Go's ``flag.Uint64Var``: no sign, up to 2**64 - 1."""
     DURATION = "duration"
     """Stored as float seconds."""
     LIST = "list"
@@ -277,7 +208,7 @@ class Flag:
                 return False
             case FlagKind.STRING:
                 return ""
-            case FlagKind.INT:
+            case FlagKind.INT | FlagKind.UINT:
                 return 0
             case FlagKind.DURATION:
                 return 0.0
@@ -300,6 +231,7 @@ class Flag:
 _PLACEHOLDER = {
     FlagKind.STRING: "string",
     FlagKind.INT: "int",
+    FlagKind.UINT: "uint",
     FlagKind.DURATION: "duration",
     FlagKind.LIST: "value",
 }
@@ -416,6 +348,8 @@ class FlagSet:
                     return text
                 case FlagKind.INT:
                     return _go_parse_int(text)
+                case FlagKind.UINT:
+                    return _go_parse_uint(text)
                 case FlagKind.DURATION:
                     return parse_go_duration(text)
                 case FlagKind.LIST:
@@ -522,13 +456,47 @@ def _escape_path(path: str) -> str:
     return urllib.parse.quote(path, safe="$&+,/:;=@")
 
 
+@dataclass(frozen=True)
+class ApiResponse:
+    """One HTTP answer, whatever its status (``ApiClient.request``)."""
+
+    status: int
+    headers: http.client.HTTPMessage
+    body: bytes
+
+    @property
+    def ok(self) -> bool:
+        return 200 <= self.status < 300
+
+    def index(self) -> int:
+        """``X-Consul-Index``; 0 when missing or malformed (api's parseQueryMeta, errors
+        ignored as its callers do)."""
+        try:
+            return max(0, int(self.headers.get("X-Consul-Index", "") or "x"))
+        except ValueError:
+            return 0
+
+    def error(self) -> ApiError:
+        """Consul's api ``requireOK`` error for a non-2xx answer."""
+        text = _go_trim_space(self.body.decode("utf-8", "replace"))
+        return ApiError(f"Unexpected response code: {self.status} ({text})")
+
+
 class ApiClient:
     """One agent's HTTP API over ``http.client``: a connection per request, a timeout each."""
 
-    def __init__(self, endpoint: _Endpoint, token: str, timeout_s: float = HTTP_TIMEOUT_S):
+    def __init__(
+        self,
+        endpoint: _Endpoint,
+        token: str,
+        timeout_s: float = HTTP_TIMEOUT_S,
+        datacenter: str = "",
+    ):
         self.endpoint = endpoint
         self.token = token
         self.timeout_s = timeout_s
+        self.datacenter = datacenter
+        """Sent as ``?dc=`` on every request, as the api client's Config.Datacenter is."""
 
     def call(
         self,
@@ -540,7 +508,28 @@ class ApiClient:
     ) -> bytes:
         """The response body of a 2xx answer; ApiError with Consul's wording otherwise.
         ``body`` is sent as JSON, ``raw_body`` as it is."""
-        query = urllib.parse.urlencode(sorted(params))  # url.Values.Encode sorts by key
+        resp = self.request(method, path, params, body, raw_body)
+        if not resp.ok:
+            raise resp.error()
+        return resp.body
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        params: Sequence[tuple[str, str]] = (),
+        body: object = None,
+        raw_body: bytes | None = None,
+        *,
+        content_type: str = "",
+        timeout_s: float | None = None,
+    ) -> ApiResponse:
+        """Any answer, with its status and headers; ApiError (Consul's wording) only when
+        no answer came."""
+        if self.datacenter:
+            params = [*params, ("dc", self.datacenter)]
+        # url.Values.Encode sorts by key; values of one key keep their order.
+        query = urllib.parse.urlencode(sorted(params, key=lambda kv: kv[0]))
         target = _escape_path(self.endpoint.prefix + path) + (f"?{query}" if query else "")
         url = f"http://{self.endpoint.hostport}{target}"
         op = method[:1] + method[1:].lower()  # net/http's url.Error names the method so
@@ -554,8 +543,12 @@ class ApiClient:
             headers["Content-Type"] = "application/json"
         elif raw_body is not None:
             payload = raw_body
+        if content_type:
+            headers["Content-Type"] = content_type
         conn = http.client.HTTPConnection(
-            self.endpoint.host, self.endpoint.port, timeout=self.timeout_s
+            self.endpoint.host,
+            self.endpoint.port,
+            timeout=self.timeout_s if timeout_s is None else timeout_s,
         )
         try:
             try:
@@ -577,10 +570,7 @@ class ApiClient:
                 raise ApiError(f"{op} {_go_quote(url)}: {self._os_error_text(e)}") from None
         finally:
             conn.close()
-        if not 200 <= resp.status < 300:
-            text = _go_trim_space(data.decode("utf-8", "replace"))
-            raise ApiError(f"Unexpected response code: {resp.status} ({text})")
-        return data
+        return ApiResponse(status=resp.status, headers=resp.headers, body=data)
 
     def call_json(self, method: str, path: str, params: Sequence[tuple[str, str]] = ()) -> object:
         data = self.call(method, path, params)
@@ -626,7 +616,8 @@ class _Context:
             endpoint = _parse_http_addr(addr, os.environ.get("CONSUL_HTTP_SSL", ""))
         except ApiError as e:
             raise CommandError(f"Error connecting to Consul agent: {e}") from None
-        return ApiClient(endpoint, token)
+        datacenter = f.get_str("datacenter") if self.verb.server_flags else ""
+        return ApiClient(endpoint, token, datacenter=datacenter)
 
     def usage_error(self, *lines: str) -> CommandError:
         """Consul's pattern: the error lines, a blank line, the verb's help, all on stderr."""
@@ -1097,6 +1088,9 @@ _AGENT_FIELDS = {
     "dev": "dev",
     "log-level": "log_level",
     "gossip-profile": "gossip_profile",
+    "enable-script-checks": "enable_script_checks",
+    "bootstrap-expect": "bootstrap_expect",
+    "server-port": "server_port",
 }
 
 
@@ -1375,6 +1369,25 @@ _HTTP_FLAGS = (
 )
 
 
+_SERVER_FLAGS = (
+    Flag(
+        "datacenter",
+        FlagKind.STRING,
+        "Name of the datacenter to query. If unspecified, this will default to the "
+        "datacenter of the queried agent.",
+    ),
+    Flag(
+        "stale",
+        FlagKind.BOOL,
+        "Permit any gossamer server (non-leader) to respond to this request. This allows for "
+        "lower latency and higher throughput, but can result in stale data. This option has "
+        "no effect on non-read operations. The default value is false.",
+    ),
+)
+"""Consul's ``flags.HTTPFlags.ServerFlags``: -datacenter goes out as ``?dc=`` on every
+request; -stale as ``?stale`` where the command asks for it."""
+
+
 @dataclass(frozen=True)
 class Verb:
     name: str
@@ -1387,9 +1400,21 @@ class Verb:
     """Takes -http-addr and -token."""
     passthrough: Callable[[list[str]], int] | None = None
     """Gets the raw arguments: no flag parsing, no -h interception."""
+    server_flags: bool = False
+    """Also takes -datacenter and -stale (with ``http``)."""
+    subcommands: tuple[Verb, ...] = ()
+    """``gossamer kv put``: a verb with subcommands and no ``run`` prints its help (listing
+    them) and exits 1, as mitchellh/cli does for Consul's ``cli.RunResultHelp``."""
+
+    def http_flags(self) -> tuple[Flag, ...]:
+        """Consul's help lists these sorted by name (flag.VisitAll)."""
+        if not self.http:
+            return ()
+        flags = (*_HTTP_FLAGS, *(_SERVER_FLAGS if self.server_flags else ()))
+        return tuple(sorted(flags, key=lambda f: f.name))
 
     def flag_set(self) -> FlagSet:
-        return FlagSet((*self.flags, *(_HTTP_FLAGS if self.http else ())))
+        return FlagSet((*self.flags, *self.http_flags()))
 
 
 _VERBS: tuple[Verb, ...] = (
@@ -1441,6 +1466,18 @@ Usage: gossamer agent [options]
                 "Sets the `address` to bind for client access (the HTTP API).",
             ),
             Flag("server", FlagKind.BOOL, "Switches agent to server mode."),
+            Flag(
+                "bootstrap-expect",
+                FlagKind.INT,
+                "Sets server to expect bootstrap mode: the number of servers to wait for "
+                "before electing a leader.",
+            ),
+            Flag("server-port", FlagKind.INT, "Sets the server RPC port to listen on."),
+            Flag(
+                "enable-script-checks",
+                FlagKind.BOOL,
+                "Enables health check scripts (checks with Args).",
+            ),
             Flag(
                 "dev",
                 FlagKind.BOOL,
@@ -1683,30 +1720,53 @@ Usage: gossamer version
 _VERB_BY_NAME = {v.name: v for v in _VERBS}
 
 
+def _all_verbs() -> tuple[Verb, ...]:
+    """The table above plus the catalog/KV verbs, which live in ``gossamer.cli_catalog``
+    (imported here, not at the top, because that module builds its table from this one)."""
+    from gossamer import cli_catalog
+
+    return (*_VERBS, *cli_catalog.VERBS)
+
+
+def _find_verb(name: str) -> Verb | None:
+    verb = _VERB_BY_NAME.get(name)
+    if verb is None:
+        verb = next((v for v in _all_verbs() if v.name == name), None)
+    return verb
+
+
 def _verb_help(verb: Verb) -> str:
-    """Consul's ``flags.Usage``: the text, then HTTP API Options, then Command Options."""
+    """Consul's ``flags.Usage``: the text, then HTTP API Options, then Command Options; for
+    a verb with subcommands, mitchellh/cli's help template adds the list of them."""
     lines = [verb.usage.strip(), ""]
     for title, flags in (
-        ("HTTP API Options", _HTTP_FLAGS if verb.http else ()),
+        ("HTTP API Options", verb.http_flags()),
         ("Command Options", verb.flags),
     ):
         if flags:
             lines += [title, ""]
             for flag in flags:
                 lines += [*flag.help_lines(), ""]
-    return "\n".join(lines).rstrip("\n")
+    text = "\n".join(lines).rstrip("\n")
+    if verb.subcommands:
+        width = max(len(v.name) for v in verb.subcommands)
+        text += "\n\nSubcommands:"
+        for sub in sorted(verb.subcommands, key=lambda v: v.name):
+            text += f"\n    {sub.name.ljust(width)}    {sub.synopsis}"
+    return text
 
 
 def _verb_list() -> str:
     """mitchellh/cli ``BasicHelpFunc``."""
-    width = max(len(v.name) for v in _VERBS)
+    verbs = _all_verbs()
+    width = max(len(v.name) for v in verbs)
     lines = [
         "Usage: gossamer [--version] [--help] <command> [<args>]",
         "",
         "Available commands are:",
     ]
     lines += [
-        f"    {v.name.ljust(width)}    {v.synopsis}" for v in sorted(_VERBS, key=lambda v: v.name)
+        f"    {v.name.ljust(width)}    {v.synopsis}" for v in sorted(verbs, key=lambda v: v.name)
     ]
     return "\n".join(lines)
 
@@ -1767,18 +1827,27 @@ def _dispatch(args: list[str]) -> int:
         if not rest:
             _out(_verb_list())
             return 0
-        name, rest, wants_help = rest[0], [], True
-    verb = _VERB_BY_NAME.get(name)
+        name, rest, wants_help = rest[0], rest[1:], True
+    verb = _find_verb(name)
     if verb is None:
         raise CommandError(
             f"Unknown command {_go_quote(name)}; run 'gossamer help' for the list of commands"
         )
+    # Nested verbs (`kv put`): mitchellh/cli takes the longest run of leading words that
+    # names a command; what follows is that command's.
+    while verb.subcommands and rest:
+        sub = next((v for v in verb.subcommands if v.name == rest[0]), None)
+        if sub is None:
+            break
+        verb, rest = sub, rest[1:]
     if not wants_help and verb.passthrough is not None:
         return verb.passthrough(rest)
     rest_flags = rest[: rest.index("--")] if "--" in rest else rest
     if wants_help or any(a in _HELP_ARGS for a in rest_flags):
         _out(_verb_help(verb))
         return 0
+    if verb.run is None:  # a verb that only groups subcommands: help, exit 1
+        raise CommandError(_verb_help(verb))
     try:
         parsed = verb.flag_set().parse(rest)
     except HelpRequested:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from fractions import Fraction
 
-__all__ = ["format_duration", "parse_duration", "parse_duration_ns"]
+__all__ = ["format_duration", "go_quote", "parse_duration", "parse_duration_ns"]
 
 _INT64_MAX = (1 << 63) - 1
 _UNIT_NS = {
@@ -29,13 +29,40 @@ _NUMBER = re.compile(r"([0-9]*)(?:\.([0-9]*))?")
 _UNIT = re.compile(r"[^0-9.]*")
 
 
-def _quote(text: str) -> str:
-    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+_GO_QUOTE_ESCAPES = {
+    "\a": "\\a",
+    "\b": "\\b",
+    "\f": "\\f",
+    "\n": "\\n",
+    "\r": "\\r",
+    "\t": "\\t",
+    "\v": "\\v",
+    '"': '\\"',
+    "\\": "\\\\",
+}
+
+
+def go_quote(text: str) -> str:
+    """Go's ``%q`` / ``strconv.Quote``, which Go's error messages (these among them) use."""
+    out = ['"']
+    for ch in text:
+        if ch in _GO_QUOTE_ESCAPES:
+            out.append(_GO_QUOTE_ESCAPES[ch])
+        elif ch.isprintable():
+            out.append(ch)
+        elif ord(ch) < 0x80:
+            out.append(f"\\x{ord(ch):02x}")
+        elif ord(ch) < 0x10000:
+            out.append(f"\\u{ord(ch):04x}")
+        else:
+            out.append(f"\\U{ord(ch):08x}")
+    out.append('"')
+    return "".join(out)
 
 
 def parse_duration_ns(text: str) -> int:
     """Nanoseconds in a Go duration string; ValueError with Go's message otherwise."""
-    quoted = _quote(text)
+    quoted = go_quote(text)
     rest = text
     negative = False
     if rest[:1] in ("+", "-"):
@@ -61,7 +88,7 @@ def parse_duration_ns(text: str) -> int:
         if not unit:
             raise ValueError(f"time: missing unit in duration {quoted}")
         if unit not in _UNIT_NS:
-            raise ValueError(f"time: unknown unit {_quote(unit)} in duration {quoted}")
+            raise ValueError(f"time: unknown unit {go_quote(unit)} in duration {quoted}")
         rest = rest[len(unit) :]
         value = Fraction(int(whole or "0"))
         if fraction:

@@ -887,17 +887,21 @@ def test_help_lists_verbs(argv: list[str], capsys: pytest.CaptureFixture[str]) -
     verbs = [line.split()[0] for line in out.splitlines()[3:]]
     assert verbs == [
         "agent",
+        "catalog",
         "demo",
         "event",
         "force-leave",
         "join",
         "keygen",
         "keyring",
+        "kv",
         "leave",
         "members",
         "rtt",
+        "services",
         "sim",
         "version",
+        "watch",
     ]
 
 
