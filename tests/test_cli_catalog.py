@@ -31,6 +31,7 @@ import pytest
 
 from gossamer import cli_catalog
 from gossamer.cli import ApiClient, main
+from gossamer.duration import format_duration
 
 # --------------------------------------------------------------------------------------
 # Fake Consul
@@ -1305,8 +1306,8 @@ def test_watch_backs_off_on_errors(
 
 def test_watch_retry_is_capped() -> None:
     assert cli_catalog.WATCH_RETRY_MAX_S == 180.0
-    assert cli_catalog._go_duration(180.0) == "3m0s"
-    assert cli_catalog._go_duration(45.0) == "45s"
+    assert format_duration(round(cli_catalog.WATCH_RETRY_MAX_S * 1e9)) == "3m0s"
+    assert format_duration(45 * 10**9) == "45s"
 
 
 def test_watch_timeout_covers_the_wait(
