@@ -168,7 +168,7 @@ class CatalogServer:
         op = command.get("Op")
         if op == C.OP_SESSION_CREATE:
             ttl = command["Session"].get("TTL") or ""
-            if ttl:
+            if ttl and parse_duration(ttl) > 0:
                 self.sessions.reset(result, parse_duration(ttl), self._clock())
                 self._poke()
         # sessions destroyed for any reason (destroy, a failed check, a deleted node)
@@ -181,7 +181,7 @@ class CatalogServer:
         sess = self.store.sessions.get(session_id)
         if sess is None:
             return None
-        if sess.get("TTL"):
+        if sess.get("TTL") and parse_duration(sess["TTL"]) > 0:
             self.sessions.reset(session_id, parse_duration(sess["TTL"]), self._clock())
             self._poke()
         return sess

@@ -63,6 +63,8 @@ HEALTH_STATES: Final = ("passing", "warning", "critical", "maintenance")
 SESSION_BEHAVIORS: Final = ("release", "delete")
 SNAPSHOT_VERSION: Final = 1
 NS_PER_S: Final = 1_000_000_000
+MAX_LOCK_DELAY_NS: Final = 60 * NS_PER_S
+"""structs.MaxLockDelay: a session keeps the LockDelay it was given, capped where applied."""
 
 
 class CommandRejected(Exception):
@@ -672,7 +674,7 @@ class StateStore:
         node = sess.get("Node") or ""
         lower = node.lower()
         if lower not in self.nodes:
-            raise CommandRejected(f"Missing node registration for {node!r}")
+            raise CommandRejected("Missing node registration")
         behavior = sess.get("Behavior") or "release"
         if behavior not in SESSION_BEHAVIORS:
             raise CommandRejected(f"Invalid Behavior setting '{behavior}'")
@@ -719,7 +721,7 @@ class StateStore:
         sess = self.sessions.get(sid)
         if sess is None:
             return
-        delay_s = sess["LockDelay"] / NS_PER_S
+        delay_s = min(sess["LockDelay"], MAX_LOCK_DELAY_NS) / NS_PER_S
         for key in list(self.kv_by_session.get(sid, {})):
             ent = self.kv.get(key)
             if ent is None:
