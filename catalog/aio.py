@@ -94,6 +94,8 @@ class Request:
     headers: dict[str, str]
     """Lower-cased names; repeated headers joined with ', '."""
     body: bytes = b""
+    query_all: dict[str, list[str]] = dc_field(default_factory=dict)
+    """Every value of each query parameter, in order (Go's ``url.Values``)."""
 
 
 class AgentAPI(Protocol):
@@ -328,14 +330,16 @@ def _request(head: h11.Request, body: bytes) -> Request:
     target = head.target.decode("latin-1")
     path, _, qs = target.partition("?")
     query: dict[str, str] = {}
+    query_all: dict[str, list[str]] = {}
     for k, v in parse_qsl(qs, keep_blank_values=True):
         query.setdefault(k, v)
+        query_all.setdefault(k, []).append(v)
     headers: dict[str, str] = {}
     for raw_name, raw_value in head.headers:
         name = raw_name.decode("latin-1").lower()
         value = raw_value.decode("latin-1")
         headers[name] = f"{headers[name]}, {value}" if name in headers else value
-    return Request(head.method.decode("latin-1"), unquote(path), query, headers, body)
+    return Request(head.method.decode("latin-1"), unquote(path), query, headers, body, query_all)
 
 
 # --------------------------------------------------------------------------- request helpers

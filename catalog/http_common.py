@@ -46,6 +46,7 @@ __all__ = [
     "QueryOptions",
     "blocking_read",
     "canon",
+    "compile_filter_or_400",
     "decode_body",
     "filter_items",
     "query_options",
@@ -199,6 +200,10 @@ def require_server(agent: Any) -> CatalogServer:
     """The catalog server this agent talks to; clients have none until server RPC exists."""
     server = getattr(agent, "catalog", None)
     if server is None:
+        config = getattr(agent, "config", None)
+        if config is not None and config.server:
+            # a server waiting for -bootstrap-expect peers: Consul's structs.ErrNoLeader
+            raise HTTPError(500, "No cluster leader")
         raise HTTPError(500, "No known Consul servers")
     return server  # type: ignore[no-any-return]
 
@@ -221,8 +226,8 @@ async def blocking_read(
     """The whole GET path of a read endpoint: options, the (blocking) read, the filter,
     the headers. ``shape`` turns the stored value into the JSON answer; ``not_found``
     says when to answer 404 (with the index headers, as Consul does)."""
+    opts = query_options(request, agent.config.datacenter)
     server = require_server(agent)
-    opts = query_options(request, server.datacenter)
     flt = compile_filter_or_400(opts.filter) if opts.filter else None
     r = await server.read(fn, opts.min_index, opts.wait_s)
     headers = read_headers(r.index, server)
