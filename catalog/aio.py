@@ -141,7 +141,7 @@ class HTTPServer:
         _register_agent_endpoints(self)
 
     def route(self, path: str, methods: dict[str, Handler]) -> None:
-        if path.endswith("/"):
+        if path.endswith("/") and path != "/":
             self._prefix.append((path, methods))
             self._prefix.sort(key=lambda p: -len(p[0]))
         else:
@@ -204,7 +204,13 @@ class HTTPServer:
                     conn.start_next_cycle()
                 except h11.LocalProtocolError:
                     return
-        except (ConnectionError, TimeoutError, OSError, asyncio.IncompleteReadError):
+        except (
+            ConnectionError,
+            TimeoutError,
+            OSError,
+            asyncio.IncompleteReadError,
+            asyncio.CancelledError,  # close() cancels kept-alive connections
+        ):
             return
         finally:
             self._conns.discard(task)
@@ -548,6 +554,14 @@ def _register_agent_endpoints(srv: HTTPServer) -> None:
         body = apply_filter(request, [event_json(e) for e in events])
         return Response(body, headers={"X-Consul-Index": str(index)})
 
+    async def index(request: Request, _: str) -> Any:
+        """Consul's Index handler with the UI off: a line that says what answers here."""
+        return Response(
+            raw=b"Gossamer agent: no UI. The HTTP API is under /v1/.",
+            content_type="text/plain; charset=utf-8",
+        )
+
+    srv.route("/", {"GET": index})
     srv.route("/v1/agent/members", {"GET": members})
     srv.route("/v1/event/fire/", {"PUT": event_fire})
     srv.route("/v1/event/list", {"GET": event_list})

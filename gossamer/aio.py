@@ -34,6 +34,7 @@ from typing import Any
 
 from catalog import commands
 from catalog.aio import HTTPServer
+from catalog.localagent import LocalAgent
 from catalog.reconcile import reconcile_member, reconcile_reaped
 from catalog.server import CatalogServer
 from catalog.store import SERF_CHECK_ID, CommandRejected
@@ -178,6 +179,7 @@ class Agent:
         )
         self.driver: GossipDriver | None = None
         self.http: HTTPServer | None = None
+        self.local: LocalAgent | None = None
         self.catalog: CatalogServer | None = None
         """The state store's write path and blocking reads, on servers. A server that
         bootstraps alone (-dev, -bootstrap-expect=1) leads at once; larger clusters wait
@@ -186,6 +188,13 @@ class Agent:
             self.catalog = CatalogServer(
                 config.datacenter, f"{self.advertise}:{config.server_port}"
             )
+        self.local = LocalAgent(
+            config,
+            self.node_id,
+            self.advertise,
+            lambda: self.catalog,
+            cluster_size=lambda: len(self.serf.members),
+        )
         self.stopped = asyncio.Event()
         self.exit_code = 0
         self._leaving = False
@@ -265,6 +274,8 @@ class Agent:
             await self.catalog.start()
             self._reconcile_wake = asyncio.Event()
             self._catalog_task = asyncio.ensure_future(self._catalog_loop())
+        assert self.local is not None
+        await self.local.start()
         self.http = HTTPServer(self, cfg.client_addr, cfg.http_port)
         register_endpoints(self.http)
         try:
@@ -295,6 +306,8 @@ class Agent:
         self.serf.shutdown()
         if self.http is not None:
             await self.http.close()
+        if self.local is not None:
+            await self.local.close()
         if self._catalog_task is not None:
             self._catalog_task.cancel()
             with contextlib.suppress(BaseException):
@@ -533,12 +546,7 @@ class Agent:
 
     def stats(self) -> dict[str, dict[str, str]]:
         return {
-            "agent": {
-                "check_monitors": "0",
-                "check_ttls": "0",
-                "checks": "0",
-                "services": "0",
-            },
+            "agent": self.local.stats() if self.local is not None else {},
             "build": {"prerelease": "", "revision": "gossamer", "version": __version__},
             "consul": self._consul_stats(),
             "runtime": {
