@@ -2,14 +2,22 @@
 
 What it does, in order (every step bounded; every process stopped by PID at the end):
 
-1. starts five ``gossamer agent`` processes; four join the first with ``-retry-join``;
+1. starts five ``gossamer agent`` processes: the first a server that bootstraps alone
+   (``-server -bootstrap-expect=1``), four clients that join it with ``-retry-join``;
 2. waits until every agent lists all five alive and prints ``gossamer members``;
-3. SIGKILLs one agent and reports when each survivor marked it failed;
-4. sends SIGINT to another (a graceful leave) and reports when each survivor saw it left;
-5. rehearses in the simulator (:mod:`sim`, virtual time, the same gossip cores): the same
+3. the catalog: shows every member registered from gossip, registers two ``web``
+   instances with HTTP checks against two small web servers the demo runs, and a ``db``
+   with a TTL check; shows discovery (``/v1/health/service/web?passing``); stops one web
+   server and shows a blocking query answered by its check turning critical; writes and
+   reads KV with the CLI;
+4. SIGKILLs one agent and reports when each survivor marked it failed, and when the
+   catalog turned its ``serfHealth`` critical;
+5. sends SIGINT to another (a graceful leave) and reports when each survivor saw it left,
+   and when the catalog deregistered it;
+6. rehearses in the simulator (:mod:`sim`, virtual time, the same gossip cores): the same
    crash in the same pool over 20 seeds, beside what the real agents just did, then a
    datacenter of a 3-DC WAN pool going dark and coming back;
-6. prints a summary and exits 0, or 1 if any step missed its deadline or a simulated
+7. prints a summary and exits 0, or 1 if any step missed its deadline or a simulated
    check failed.
 """
 
@@ -17,10 +25,14 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
+import http.server
 import signal
 import subprocess
 import sys
+import threading
 import time
+import urllib.request
+from collections.abc import Callable
 
 from gossamer.cluster import Cluster, GossamerAgent, wait_for
 
@@ -110,11 +122,11 @@ def _run(c: Cluster, n: int, profile: str, timeout: float) -> int:
     _say(f"==> gossamer demo: {n} agents on 127.0.0.1, gossip profile '{profile}'")
     _say(f"    logs and data dirs under {c.root}\n")
     t0 = time.monotonic()
-    first = c.gossamer("node-1", profile=profile)
+    first = c.gossamer("node-1", profile=profile, extra=["-server", "-bootstrap-expect=1"])
     agents = [first]
     _say(
-        f"   {time.monotonic() - t0:6.2f} s  started node-1 (pid {first.pid}) gossip "
-        f"{first.gossip_addr}, HTTP {first.http_addr}"
+        f"   {time.monotonic() - t0:6.2f} s  started node-1 (pid {first.pid}), a server, "
+        f"gossip {first.gossip_addr}, HTTP {first.http_addr}"
     )
     for i in range(2, n + 1):
         a = c.gossamer(f"node-{i}", profile=profile, join=[first.gossip_addr])
@@ -142,6 +154,7 @@ def _run(c: Cluster, n: int, profile: str, timeout: float) -> int:
         f"{converge_s:.2f} s after the last start\n"
     )
     _say(_members_table(first))
+    web_servers = _catalog_demo(first, timeout)
 
     victim = agents[2]
     survivors = [a for a in agents if a is not victim]
@@ -149,14 +162,28 @@ def _run(c: Cluster, n: int, profile: str, timeout: float) -> int:
     t_kill = time.monotonic()
     victim.signal(signal.SIGKILL)
     victim.wait(5.0)
+    crit = _when(
+        lambda: _serf_health(first, victim.name) == "critical",
+        timeout,
+        t_kill,
+        f"catalog: {victim.name}'s serfHealth is critical",
+    )
     failed = _watch(survivors, victim.name, "failed", timeout, t_kill)
+    crit_s = crit.result()
 
     leaver = agents[3]
     rest = [a for a in survivors if a is not leaver]
     _say(f"\n==> SIGINT {leaver.name} (pid {leaver.pid}): a graceful leave")
     t_leave = time.monotonic()
     leaver.signal(signal.SIGINT)
+    dereg = _when(
+        lambda: leaver.name not in {n["Node"] for n in first.get("/v1/catalog/nodes")},
+        timeout,
+        t_leave,
+        f"catalog: {leaver.name} deregistered",
+    )
     left = _watch(rest, leaver.name, "left", timeout, t_leave)
+    dereg_s = dereg.result()
     code = leaver.wait(timeout)
     _say(f"   {time.monotonic() - t_leave:6.2f} s  {leaver.name} exited with status {code}")
 
@@ -168,6 +195,10 @@ def _run(c: Cluster, n: int, profile: str, timeout: float) -> int:
     _say(f"   {victim.name} crash -> all 'failed'       {max(failed.values()):6.2f} s")
     _say(f"   {leaver.name} leave -> first 'left'       {min(left.values()):6.2f} s")
     _say(f"   {leaver.name} leave -> all 'left'         {max(left.values()):6.2f} s")
+    _say(f"   {victim.name} crash -> catalog critical   {crit_s:6.2f} s")
+    _say(f"   {leaver.name} leave -> deregistered       {dereg_s:6.2f} s")
+    for w in web_servers:
+        w.shutdown()
     if code != 0:
         _say(f"   {leaver.name} did not exit cleanly (status {code})")
         return 1
@@ -177,6 +208,146 @@ def _run(c: Cluster, n: int, profile: str, timeout: float) -> int:
     ok = _rehearse(n, profile, failed)
     _say(f"\n   done in {time.monotonic() - t0:.1f} s")
     return 0 if ok else 1
+
+
+def _when(
+    condition: Callable[[], bool], timeout_s: float, t0: float, what: str
+) -> concurrent.futures.Future[float]:
+    """Poll ``condition`` in a thread; the future gives the seconds from ``t0`` until it
+    held (and the line is printed then), or raises TimeoutError."""
+
+    def poll() -> float:
+        wait_for(condition, timeout_s, 0.05, what)
+        elapsed = time.monotonic() - t0
+        _say(f"   {elapsed:6.2f} s  {what}")
+        return elapsed
+
+    pool = concurrent.futures.ThreadPoolExecutor(1)
+    future = pool.submit(poll)
+    pool.shutdown(wait=False)
+    return future
+
+
+def _serf_health(agent: GossamerAgent, node: str) -> str | None:
+    for check in agent.get(f"/v1/health/node/{node}"):
+        if check["CheckID"] == "serfHealth":
+            return str(check["Status"])
+    return None
+
+
+def _cli(agent: GossamerAgent, verb: str, sub: str, *args: str) -> str:
+    """``gossamer VERB SUB -http-addr=<agent> ARGS...`` (flags go after the subcommand)."""
+    r = subprocess.run(
+        [sys.executable, "-m", "gossamer", verb, sub, f"-http-addr={agent.http_addr}", *args],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    return (r.stdout + r.stderr).rstrip()
+
+
+def _web_server() -> http.server.ThreadingHTTPServer:
+    """A tiny web server on 127.0.0.1 that an HTTP health check can probe."""
+
+    class Health(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = b"ok\n"
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Health)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    return srv
+
+
+def _catalog_demo(server: GossamerAgent, timeout: float) -> list[http.server.ThreadingHTTPServer]:
+    _say("\n==> the catalog on node-1 (a server that bootstrapped alone): every member is")
+    _say("    registered from gossip with a passing serfHealth check")
+    wait_for(
+        lambda: len(server.get("/v1/catalog/nodes")) == len(server.members()),
+        timeout,
+        0.05,
+        "the catalog to list every member",
+    )
+    _say(_cli(server, "catalog", "nodes"))
+
+    webs = [_web_server(), _web_server()]
+    _say("\n==> register services on node-1's agent: two web instances with HTTP checks")
+    _say("    (against two web servers this demo runs), a db with a TTL check")
+    for i, w in enumerate(webs, 1):
+        port = w.server_address[1]
+        svc = {
+            "ID": f"web-{i}",
+            "Name": "web",
+            "Tags": ["v1", "http"],
+            "Port": port,
+            "Check": {"HTTP": f"http://127.0.0.1:{port}/health", "Interval": "1s"},
+        }
+        status, text = server.put("/v1/agent/service/register", svc)
+        if status != 200:
+            raise RuntimeError(f"registering web-{i}: {status} {text}")
+    db = {"Name": "db", "Port": 5432, "Check": {"TTL": "30s", "CheckID": "db-ttl"}}
+    server.put("/v1/agent/service/register", db)
+    server.put("/v1/agent/check/pass/db-ttl?note=replication%20ok")
+
+    def passing(name: str) -> list[str]:
+        rows = server.get(f"/v1/health/service/{name}?passing")
+        return sorted(r["Service"]["ID"] for r in rows)
+
+    t = time.monotonic()
+    wait_for(
+        lambda: passing("web") == ["web-1", "web-2"] and passing("db") == ["db"],
+        timeout,
+        0.05,
+        "web and db to pass their checks",
+    )
+    _say(f"   {time.monotonic() - t:6.2f} s  every check passing")
+    _say(_cli(server, "catalog", "services", "-tags"))
+    _say(f"   discovery: /v1/health/service/web?passing -> {passing('web')}")
+
+    _say("\n==> a blocking query waits on web's health; stop web-2's web server")
+    status, headers, _ = _raw(server, "/v1/health/service/web?passing")
+    index = headers["X-Consul-Index"]
+    answer: list[tuple[float, list[str]]] = []
+
+    def block() -> None:
+        rows = server.get(f"/v1/health/service/web?passing&index={index}&wait=60s", 90.0)
+        answer.append((time.monotonic(), sorted(r["Service"]["ID"] for r in rows)))
+
+    waiter = threading.Thread(target=block, daemon=True)
+    waiter.start()
+    time.sleep(0.2)
+    t_stop = time.monotonic()
+    webs[1].shutdown()
+    webs[1].server_close()
+    waiter.join(timeout)
+    if not answer:
+        raise TimeoutError("the blocking query did not return")
+    _say(
+        f"   {answer[0][0] - t_stop:6.2f} s  the blocking query (index {index}) returned: "
+        f"passing web instances {answer[0][1]}"
+    )
+    check = next(ch for ch in server.get("/v1/health/checks/web") if ch["ServiceID"] == "web-2")
+    _say(f"   web-2's check: {check['Status']}: {check['Output'][:70]}")
+
+    _say("\n==> KV with the CLI")
+    _say("   $ gossamer kv put config/web/replicas 3")
+    _say("   " + _cli(server, "kv", "put", "config/web/replicas", "3"))
+    _say("   $ gossamer kv get -detailed config/web/replicas")
+    for line in _cli(server, "kv", "get", "-detailed", "config/web/replicas").splitlines():
+        _say("   " + line)
+    return [webs[0]]
+
+
+def _raw(agent: GossamerAgent, path: str) -> tuple[int, dict[str, str], bytes]:
+    with urllib.request.urlopen(f"http://{agent.http_addr}{path}", timeout=10) as r:
+        return r.status, dict(r.headers), r.read()
 
 
 _CRASH = """
