@@ -23,6 +23,7 @@ sans-IO bookkeeping; the driver loop here sleeps until its next deadline.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import heapq
 import logging
@@ -53,6 +54,10 @@ MAX_WAIT_S = 600.0
 JITTER_FRACTION = 16
 SESSION_TTL_MULTIPLIER = 2
 """A TTL session lives for twice its TTL without a renewal (structs.SessionTTLMultiplier)."""
+TOMBSTONE_TTL_S = 15 * 60.0
+"""Consul's tombstone_ttl: how long a deleted KV key keeps its tombstone, so a blocking
+listing sees its index move past the delete; then the leader reaps it."""
+TOMBSTONE_SWEEP_S = 60.0
 
 
 class SessionTimers:
@@ -112,6 +117,9 @@ class CatalogServer:
         self._clock = clock
         self._rng = rng or random.Random()
         self._timer_task: asyncio.Task[None] | None = None
+        self._reap_task: asyncio.Task[None] | None = None
+        self._tombstones: collections.deque[tuple[float, int]] = collections.deque()
+        """(time, index) of applied commands that left tombstones, oldest first."""
         self._timer_wake: asyncio.Event | None = None
         self.stats = {"writes": 0, "rejected": 0, "blocking_reads": 0, "wakeups": 0}
 
@@ -127,13 +135,15 @@ class CatalogServer:
     async def start(self) -> None:
         self._timer_wake = asyncio.Event()
         self._timer_task = asyncio.ensure_future(self._session_loop())
+        self._reap_task = asyncio.ensure_future(self._reap_loop())
 
     async def close(self) -> None:
-        if self._timer_task is not None:
-            self._timer_task.cancel()
-            with contextlib.suppress(BaseException):
-                await self._timer_task
-            self._timer_task = None
+        for task in (self._timer_task, self._reap_task):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(BaseException):
+                    await task
+        self._timer_task = self._reap_task = None
         for fut in self.hub.fire_all():
             if not fut.done():
                 fut.set_result(None)
@@ -156,6 +166,8 @@ class CatalogServer:
             raise
         finally:
             changed = store.take_changes()
+            if ("table", "tombstones") in changed:
+                self._tombstones.append((self._clock(), store.index))
             if changed:
                 for fut in self.hub.fire(changed):
                     if not fut.done():
@@ -209,6 +221,21 @@ class CatalogServer:
                     await self.write(C.session_destroy(0.0, sid))
                 except CommandRejected as e:  # pragma: no cover - destroy never rejects
                     log.error("destroying expired session %s: %s", sid, e)
+
+    def reap_due(self) -> int:
+        """The highest index whose tombstones are older than TOMBSTONE_TTL_S, or 0."""
+        limit = self._clock() - TOMBSTONE_TTL_S
+        index = 0
+        while self._tombstones and self._tombstones[0][0] <= limit:
+            index = self._tombstones.popleft()[1]
+        return index
+
+    async def _reap_loop(self) -> None:
+        while True:
+            await asyncio.sleep(TOMBSTONE_SWEEP_S)
+            index = self.reap_due()
+            if index:
+                await self.write(C.tombstone_reap(0.0, index))
 
     # ------------------------------------------------------------------ reads
 

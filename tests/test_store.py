@@ -514,3 +514,25 @@ def test_session_timers_skip_cancelled_and_reset_entries() -> None:
     assert t.expired(39.0) == []
     assert t.expired(40.0) == ["b"]
     assert len(t) == 0
+
+
+def test_tombstones_are_reaped_after_their_ttl() -> None:
+    clock = [1000.0]
+
+    async def go() -> None:
+        server = CatalogServer("dc1", "127.0.0.1:8300", clock=lambda: clock[0])
+        await server.start()
+        try:
+            await server.write(C.kv(0.0, "set", "app/a", b"1"))
+            await server.write(C.kv(0.0, "delete", "app/a"))
+            assert list(server.store.graveyard) == ["app/a"]
+            assert server.reap_due() == 0  # younger than tombstone_ttl
+            clock[0] += 15 * 60.0
+            index = server.reap_due()
+            assert index == 2
+            await server.write(C.tombstone_reap(0.0, index))
+            assert list(server.store.graveyard) == []
+        finally:
+            await server.close()
+
+    asyncio.run(go())
