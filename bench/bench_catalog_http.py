@@ -95,7 +95,15 @@ def _ms(text: str) -> float:
 
 
 def wrk(url: str, clients: int, duration_s: float, script: str | None) -> Cell:
-    argv = ["wrk", "-t1", f"-c{clients}", f"-d{max(1, round(duration_s))}s", "--latency", "--timeout", "10s"]
+    argv = [
+        "wrk",
+        "-t1",
+        f"-c{clients}",
+        f"-d{max(1, round(duration_s))}s",
+        "--latency",
+        "--timeout",
+        "10s",
+    ]
     if script:
         argv += ["-s", script]
     out = subprocess.run([*argv, url], capture_output=True, text=True, timeout=duration_s + 60)
