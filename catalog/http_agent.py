@@ -440,6 +440,10 @@ def _filter(request: Request, value: dict[str, Any]) -> Any:
     return filter_items(compile_filter_or_400(text), value)
 
 
+_LOG_LEVELS: Final = ("trace", "debug", "info", "warn", "err", "error", "off")
+"""The levels hclog accepts (LevelFromString), which AgentMonitor validates."""
+
+
 def register(srv: HTTPServer) -> None:
     """Add the /v1/agent service, check, maintenance, metrics and reload routes."""
 
@@ -630,3 +634,25 @@ def register(srv: HTTPServer) -> None:
     srv.route("/v1/agent/check/update/", {"PUT": check_update})
     srv.route("/v1/agent/metrics", {"GET": metrics})
     srv.route("/v1/agent/reload", {"PUT": reload})
+
+    async def acl_disabled(request: Request, _: str) -> Any:
+        """Consul with ACLs off answers every token and ACL endpoint this way
+        (agent/acl_endpoint.go aclDisabled); ACLs arrive with their own issue."""
+        raise HTTPError(401, "ACL support disabled")
+
+    async def monitor(request: Request, _: str) -> Any:
+        """Consul's AgentMonitor checks the level before it streams; streaming the agent's
+        log over HTTP is not built yet, and says so rather than answering 404."""
+        level = request.query.get("loglevel", "").strip() or "INFO"
+        if level.lower() not in _LOG_LEVELS:
+            raise HTTPError(400, f"Unknown log level: {level}")
+        raise HTTPError(
+            500, "Streaming the agent's log (agent/monitor) is not supported by gossamer yet"
+        )
+
+    srv.route("/v1/agent/token/", {"PUT": acl_disabled})
+    srv.route(
+        "/v1/acl/",
+        {"GET": acl_disabled, "PUT": acl_disabled, "POST": acl_disabled, "DELETE": acl_disabled},
+    )
+    srv.route("/v1/agent/monitor", {"GET": monitor})

@@ -86,7 +86,7 @@ from catalog.http_common import (
     require_server,
 )
 from catalog.server import CatalogServer
-from catalog.store import CommandRejected, Read, StateStore
+from catalog.store import CommandRejected, Read, StateStore, WatchKey
 from gossamer.duration import format_duration, parse_duration_ns
 from swim.coordinate import Coordinate, CoordinateError
 from swim.events import MemberStatus
@@ -1464,9 +1464,11 @@ def register(srv: HTTPServer) -> None:
         tags = _values(request, "tag")
         if not name:
             raise HTTPError(400, "Missing service name")
+        connect = request.path.startswith(("/v1/catalog/connect/", "/v1/health/connect/"))
+        peer = request.query.get("peer", "")
 
         def fn(store: StateStore) -> Read:
-            r = store.service_health(name)
+            r = _service_rows(store, name, connect, peer)
             rows = [
                 row
                 for row in r.value
@@ -1557,6 +1559,8 @@ def register(srv: HTTPServer) -> None:
         tags = _values(request, "tag")
         if not name:
             raise HTTPError(400, "Missing service name")
+        connect = request.path.startswith(("/v1/catalog/connect/", "/v1/health/connect/"))
+        peer = request.query.get("peer", "")
         passing = False
         if "passing" in request.query:
             value = request.query["passing"]
@@ -1566,7 +1570,7 @@ def register(srv: HTTPServer) -> None:
                 raise HTTPError(400, "Invalid value for ?passing") from None
 
         def fn(store: StateStore) -> Read:
-            r = store.service_health(name)
+            r = _service_rows(store, name, connect, peer)
             rows = [
                 row
                 for row in r.value
@@ -1578,6 +1582,19 @@ def register(srv: HTTPServer) -> None:
             if passing:
                 out = _filter_non_passing(out)
             return Read(r.index, out, r.watch)
+
+        return await read(request, fn)
+
+    async def health_ingress(request: Request, name: str) -> Any:
+        """Ingress gateways for ``name`` come from ingress-gateway config entries, which
+        arrive with the config-entry issue: until then none, with the service's index."""
+        begin(request)
+        if not name:
+            raise HTTPError(400, "Missing service name")
+
+        def fn(store: StateStore) -> Read:
+            r = store.service_health(name)
+            return Read(r.index, [], r.watch)
 
         return await read(request, fn)
 
@@ -1749,12 +1766,65 @@ def register(srv: HTTPServer) -> None:
     srv.route("/v1/health/checks/", {"GET": health_checks})
     srv.route("/v1/health/service/", {"GET": health_service})
     srv.route("/v1/health/state/", {"GET": health_state})
+    srv.route("/v1/catalog/connect/", {"GET": catalog_service})
+    srv.route("/v1/health/connect/", {"GET": health_service})
+    srv.route("/v1/health/ingress/", {"GET": health_ingress})
     srv.route("/v1/coordinate/datacenters", {"GET": coordinate_datacenters})
     srv.route("/v1/coordinate/nodes", {"GET": coordinate_nodes})
     srv.route("/v1/coordinate/node/", {"GET": coordinate_node})
     srv.route("/v1/coordinate/update", {"PUT": coordinate_update})
+
+    async def operator_usage(request: Request, _: str) -> Any:
+        """Consul's OperatorUsage (agent/operator_endpoint_ce.go): counts of the catalog
+        for this datacenter, with the query meta in the body as Consul puts it."""
+        begin(request)
+
+        def fn(store: StateStore) -> Read:
+            instances = sum(len(svcs) for svcs in store.services.values())
+            connect = 0
+            for svcs in store.services.values():
+                for svc in svcs.values():
+                    if svc.get("Kind") == "connect-proxy" or (svc.get("Connect") or {}).get(
+                        "Native"
+                    ):
+                        connect += 1
+            usage = {
+                "Services": len(store.service_nodes),
+                "ServiceInstances": instances,
+                "ConnectServiceInstances": {"connect-native": 0, "connect-proxy": connect},
+                "BillableServiceInstances": instances - connect,
+                "Nodes": len(store.nodes),
+            }
+            keys: tuple[WatchKey, ...] = (("table", "services"), ("table", "nodes"))
+            return Read(max(1, store._idx(*keys)), usage, keys)
+
+        r = await read(request, fn)
+        server = require_server(agent)
+        r.body = {
+            "Usage": {server.datacenter: r.body},
+            "Index": int(r.headers.get("X-Consul-Index", "1")),
+            "LastContact": 0,
+            "KnownLeader": server.known_leader,
+            "ConsistencyLevel": "leader",
+            "NotModified": False,
+            "Backend": 0,
+            "ResultsFilteredByACLs": False,
+        }
+        return r
+
+    srv.route("/v1/operator/usage", {"GET": operator_usage})
     srv.route("/v1/status/leader", {"GET": status_leader})
     srv.route("/v1/status/peers", {"GET": status_peers})
+
+
+def _service_rows(store: StateStore, name: str, connect: bool, peer: str) -> Read:
+    """The instances a service read starts from: the service's own, or its Connect-capable
+    ones; none at all for a cluster peer (``?peer=``), since gossamer imports no services
+    from peers (Consul answers [] for a peer it does not know)."""
+    r = store.connect_service_health(name) if connect else store.service_health(name)
+    if peer:
+        return Read(r.index, [], r.watch)
+    return r
 
 
 def _coord_json(wire: Mapping[str, Any]) -> dict[str, Any]:

@@ -871,6 +871,35 @@ class StateStore:
             rows.append({"Node": node, "Service": svc, "Checks": node_checks + svc_checks})
         return Read(idx, rows, keys)
 
+    def connect_service_health(self, name: str) -> Read:
+        """/v1/health/connect/<s> and /v1/catalog/connect/<s>: the Connect-capable
+        instances for ``name``: ``connect-proxy`` services whose
+        ``Proxy.DestinationServiceName`` is ``name`` and Connect-native instances of it
+        (Consul's connect index). Rows shaped as :meth:`service_health`'s. Watched at the
+        table level: a proxy's own name differs from the service it fronts."""
+        keys: tuple[WatchKey, ...] = (
+            ("table", "services"),
+            ("table", "checks"),
+            ("table", "nodes"),
+        )
+        found: list[tuple[str, str, dict[str, Any], dict[str, Any]]] = []
+        for lower, svcs in self.services.items():
+            for sid, svc in svcs.items():
+                proxy = svc.get("Proxy") or {}
+                connect = svc.get("Connect") or {}
+                if (
+                    svc.get("Kind") == "connect-proxy"
+                    and proxy.get("DestinationServiceName") == name
+                ) or (connect.get("Native") and svc["Service"] == name):
+                    found.append((self.nodes[lower]["Node"], sid, self.nodes[lower], svc))
+        rows = []
+        for _, _, node, svc in sorted(found, key=lambda f: (f[0], f[1])):
+            chks = self.checks.get(node["Node"].lower(), {})
+            node_checks = [c for _, c in sorted(chks.items()) if not c["ServiceID"]]
+            svc_checks = [c for _, c in sorted(chks.items()) if c["ServiceID"] == svc["ID"]]
+            rows.append({"Node": node, "Service": svc, "Checks": node_checks + svc_checks})
+        return Read(self._nz(self._idx(*keys)), rows, keys)
+
     def service_checks(self, name: str) -> Read:
         """/v1/health/checks/<s>: every check of every instance of the service."""
         idx, keys = self._service_index(name)

@@ -612,3 +612,21 @@ def test_fuzzed_registrations_never_crash(server: Server, body: dict[str, Any], 
         assert text.startswith(b"Scripts are disabled"), text
     if status != 200:
         assert server.on_loop(snapshot) == before
+
+
+def test_acl_endpoints_say_acls_are_disabled(server: Server) -> None:
+    # py-consul's ACLDisabled: Consul answers 401 with ACLs off (agent/acl_endpoint.go)
+    for method, path in (
+        ("PUT", "/v1/agent/token/default"),
+        ("GET", "/v1/acl/tokens"),
+        ("PUT", "/v1/acl/bootstrap"),
+    ):
+        status, _, body = server.request(method, path)
+        assert (status, body) == (401, b"ACL support disabled"), path
+
+
+def test_monitor_checks_the_log_level_first(server: Server) -> None:
+    status, _, body = server.request("GET", "/v1/agent/monitor?loglevel=not-a-real-level")
+    assert (status, body) == (400, b"Unknown log level: not-a-real-level")
+    status, _, body = server.request("GET", "/v1/agent/monitor?loglevel=debug")
+    assert status == 500 and b"not supported" in body

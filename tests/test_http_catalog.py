@@ -557,6 +557,47 @@ def test_unknown_things_answer_like_consul(server: Server) -> None:
     assert server.get("/v1/catalog/node/bare")[2]["Services"] == {}
 
 
+def test_connect_reads_find_proxies_and_native_instances(server: Server) -> None:
+    server.register(web("n1"))
+    proxy = {
+        "Node": "n1",
+        "Address": "10.0.0.2",
+        "Service": {
+            "ID": "web-sidecar-proxy",
+            "Service": "web-sidecar-proxy",
+            "Kind": "connect-proxy",
+            "Port": 21000,
+            "Proxy": {"DestinationServiceName": "web", "LocalServicePort": 80},
+        },
+    }
+    server.register(proxy)
+    native = web("n2", "web-native", Connect={"Native": True})
+    server.register(native)
+    _, _, rows = server.get("/v1/health/connect/web")
+    assert [r["Service"]["ID"] for r in rows] == ["web-sidecar-proxy", "web-native"]
+    assert rows[0]["Service"]["Kind"] == "connect-proxy"
+    assert [r["ServiceID"] for r in server.get("/v1/catalog/connect/web")[2]] == [
+        "web-sidecar-proxy",
+        "web-native",
+    ]
+    assert server.get("/v1/health/connect/db")[2] == []
+    # no ingress gateways until config entries exist; an unknown peer has nothing
+    assert server.get("/v1/health/ingress/web")[2] == []
+    assert server.get("/v1/health/service/web?peer=elsewhere")[2] == []
+    assert server.get("/v1/catalog/service/web?peer=elsewhere")[2] == []
+    assert len(server.get("/v1/health/service/web")[2]) == 2
+
+
+def test_operator_usage_counts_the_catalog(server: Server) -> None:
+    server.register(web("n1"))
+    server.register(web("n2", "web-2"))
+    _, _, body = server.get("/v1/operator/usage")
+    assert body["Usage"]["dc1"]["Nodes"] == 2
+    assert body["Usage"]["dc1"]["ServiceInstances"] == 2
+    assert body["Usage"]["dc1"]["Services"] == 1
+    assert body["KnownLeader"] is True
+
+
 def test_a_node_is_found_by_a_unique_id_prefix(server: Server) -> None:
     server.register({"Node": "n1", "Address": "a", "ID": "40e4a748-2192-161a-0510-9bf59fe950b5"})
     server.register({"Node": "n2", "Address": "b", "ID": "40e4b000-2192-161a-0510-9bf59fe950b5"})
