@@ -32,7 +32,7 @@ import time
 import uuid
 from typing import Any
 
-from catalog import commands
+from catalog import commands, http_agent, http_catalog, http_kv
 from catalog.aio import HTTPServer
 from catalog.localagent import LocalAgent
 from catalog.reconcile import reconcile_member, reconcile_reaped
@@ -662,16 +662,9 @@ class Agent:
 
 
 def register_endpoints(http: HTTPServer) -> None:
-    """The catalog's HTTP endpoints, each module adding its routes."""
-    import importlib
-
-    for name in ("http_kv", "http_catalog", "http_agent"):
-        try:
-            module = importlib.import_module(f"catalog.{name}")
-        except ModuleNotFoundError as e:
-            if e.name != f"catalog.{name}":
-                raise
-            continue
+    """The catalog's HTTP endpoints, each module adding its routes (after the agent
+    endpoints of catalog/aio.py, so /v1/coordinate/nodes moves to the store)."""
+    for module in (http_kv, http_catalog, http_agent):
         module.register(http)
 
 
