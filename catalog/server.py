@@ -184,9 +184,8 @@ class CatalogServer:
                 self.sessions.reset(result, parse_duration(ttl), self._clock())
                 self._poke()
         # sessions destroyed for any reason (destroy, a failed check, a deleted node)
-        for sid in list(self.sessions._deadline):
-            if sid not in self.store.sessions:
-                self.sessions.cancel(sid)
+        for sid in self.store.take_destroyed_sessions():
+            self.sessions.cancel(sid)
 
     def renew_session(self, session_id: str) -> dict[str, Any] | None:
         """Consul's Session.Renew: the session, its TTL timer reset; None when unknown."""

@@ -95,6 +95,7 @@ class StateStore:
         self._clear()
         self._undo: list[Callable[[], None]] | None = None
         self._changed: dict[WatchKey, None] = {}
+        self._destroyed: list[str] = []
         self._cur = 0
         self._now = 0.0
         self.lock_delay: dict[str, float] = {}
@@ -138,6 +139,7 @@ class StateStore:
             raise CommandRejected(f"unknown command {op!r}")
         self._undo = []
         self._changed = {}
+        self._destroyed = []
         self._cur = index
         now = command.get("Now", 0.0)
         self._now = float(now) if isinstance(now, int | float) else 0.0
@@ -151,6 +153,12 @@ class StateStore:
             raise CommandRejected(f"malformed {op} command: {type(e).__name__}: {e}") from None
         self._undo = None
         return result
+
+    def take_destroyed_sessions(self) -> list[str]:
+        """The sessions the last ``apply`` destroyed (explicitly, or by invalidation), so
+        the leader can drop their TTL timers without scanning them all."""
+        out, self._destroyed = self._destroyed, []
+        return out
 
     def take_changes(self) -> list[WatchKey]:
         """The watch keys the last ``apply`` touched (empty after a rejection)."""
@@ -245,6 +253,7 @@ class StateStore:
             fn()
         self._undo = None
         self._changed = {}
+        self._destroyed = []
 
     def _touch(self, *keys: WatchKey) -> None:
         cur = self._cur
@@ -738,6 +747,7 @@ class StateStore:
                 new["ModifyIndex"] = self._cur
                 self._kv_store(new, ent)
         lower = sess["Node"].lower()
+        self._destroyed.append(sid)
         self._pop(self.sessions, sid)
         by_node = self.sessions_by_node.get(lower)
         if by_node is not None:

@@ -536,3 +536,23 @@ def test_tombstones_are_reaped_after_their_ttl() -> None:
             await server.close()
 
     asyncio.run(go())
+
+
+def test_invalidated_ttl_session_loses_its_timer() -> None:
+    async def go() -> None:
+        server = CatalogServer("dc1", "127.0.0.1:8300")
+        await server.start()
+        try:
+            serf = {"CheckID": "serfHealth", "Status": "passing"}
+            await server.write(C.register(0.0, "n1", "10.0.0.1", checks=[serf]))
+            sess = {"ID": "s", "Node": "n1", "TTL": "10s", "NodeChecks": ["serfHealth"]}
+            await server.write(C.session_create(0.0, sess))
+            assert len(server.sessions) == 1
+            serf["Status"] = "critical"  # invalidates the session inside the store
+            await server.write(C.register(0.0, "n1", "10.0.0.1", checks=[serf]))
+            assert "s" not in server.store.sessions
+            assert len(server.sessions) == 0
+        finally:
+            await server.close()
+
+    asyncio.run(go())
