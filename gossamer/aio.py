@@ -492,8 +492,22 @@ class Agent:
                     return False
             except goregexp.RegexpError:
                 return False
-        # no local services until the catalog arrives, so a service filter cannot match
-        return not ev["ServiceFilter"]
+        if not ev["ServiceFilter"]:
+            return True
+        # Consul's shouldProcessUserEvent: a local service whose ID matches the service
+        # filter and, when there is a tag filter, with a tag that matches it
+        services = self.local.services() if self.local is not None else {}
+        try:
+            for sid, svc in services.items():
+                if not goregexp.search(ev["ServiceFilter"], sid):
+                    continue
+                if not ev["TagFilter"] or any(
+                    goregexp.search(ev["TagFilter"], tag) for tag in svc.get("Tags") or ()
+                ):
+                    return True
+        except goregexp.RegexpError:
+            return False
+        return False
 
     async def fire_event(
         self, name: str, payload: bytes, node: str = "", service: str = "", tag: str = ""

@@ -98,3 +98,29 @@ def test_killed_member_turns_critical_and_loses_its_locks_then_leave_deregisters
     c1.put("/v1/agent/leave")
     wait_for(lambda: "c1" not in catalog_nodes(server), DETECT_S, what="c1 to be deregistered")
     assert catalog_nodes(server) == {"s1", "c2"}
+
+
+def test_events_filtered_by_local_services_and_tags(
+    three: tuple[Cluster, list[GossamerAgent]],
+) -> None:
+    _, (server, _, _) = three
+    svc = {"Name": "web", "ID": "web-1", "Tags": ["v1", "blue"]}
+    assert server.put("/v1/agent/service/register", svc)[0] == 200
+    fired: dict[str, str] = {}
+    # the misses go first: once the matches are stored, the misses were handled too
+    for name, query in (
+        ("svc-miss", "service=db"),
+        ("tag-miss", "service=web&tag=green"),
+        ("svc-match", "service=web"),
+        ("tag-match", "service=web-.*&tag=^blu"),
+    ):
+        status, text = server.put(f"/v1/event/fire/{name}?{query}", None)
+        assert status == 200, text
+        fired[name] = json.loads(text)["ID"]
+    wait_for(
+        lambda: {"svc-match", "tag-match"} <= {e["Name"] for e in server.get("/v1/event/list")},
+        DETECT_S,
+        what="the matching events to be stored",
+    )
+    names = {e["Name"] for e in server.get("/v1/event/list")}
+    assert "svc-miss" not in names and "tag-miss" not in names
