@@ -1282,9 +1282,9 @@ def _register_command(args: dict[str, Any], datacenter: str, store: StateStore) 
                 f"node '{node}'"
             )
         sid = chk.get("ServiceID") or ""
-        if not sid or (svc is not None and svc.get("ID") == sid):
+        if not sid or (svc is not None and str(svc.get("ID", "")).lower() == sid.lower()):
             continue
-        if existing is None or sid not in existing:
+        if existing is None or sid.lower() not in existing:
             raise _fail(f"Unknown service ID '{sid}' for check ID '{cid}'")
 
     if svc is not None:
@@ -1443,7 +1443,8 @@ def register(srv: HTTPServer) -> None:
                 for lower, sid in store.service_nodes[name]:
                     node, svc = store.nodes[lower], store.services[lower][sid]
                     if meta is None or _satisfies(node.get("Meta"), meta):
-                        rows.append((name, shapes.service_node(node, svc) if flt else svc))
+                        row = shapes.service_node(node, svc) if flt else svc
+                        rows.append((svc["Service"], row))
             if flt is not None:
                 rows = [(r["ServiceName"], r) for r in filter_items(flt, [r for _, r in rows])]
             folded: dict[str, dict[str, None]] = {}

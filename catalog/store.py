@@ -29,7 +29,9 @@ Rules:
    :class:`catalog.watch.WatchHub` matches the two to wake exactly the blocking queries a
    change can affect.
 
-Node names are case-insensitive, as in Consul's memdb schema (``Lowercase: true``).
+Node names, service names, service IDs and check IDs are case-insensitive, as in
+Consul's memdb schema (``Lowercase: true`` on those indexes): entries keep the spelling
+they were registered with, and are found by any.
 KV lives in a ``SortedDict`` so prefix listings are range scans; deleted keys leave a
 tombstone (the "graveyard") so a blocking listing sees its index move past a delete.
 """
@@ -197,11 +199,12 @@ class StateStore:
             self.nodes[node["Node"].lower()] = node
         for lower, svcs in snap["Services"]:
             for svc in svcs:
-                self.services.setdefault(lower, {})[svc["ID"]] = svc
-                self.service_nodes.setdefault(svc["Service"], {})[(lower, svc["ID"])] = None
+                sid = svc["ID"].lower()
+                self.services.setdefault(lower, {})[sid] = svc
+                self.service_nodes.setdefault(svc["Service"].lower(), {})[(lower, sid)] = None
         for lower, chks in snap["Checks"]:
             for chk in chks:
-                self.checks.setdefault(lower, {})[chk["CheckID"]] = chk
+                self.checks.setdefault(lower, {})[chk["CheckID"].lower()] = chk
         for ent in snap["KV"]:
             self.kv[ent["Key"]] = ent
             if ent.get("Session"):
@@ -219,7 +222,7 @@ class StateStore:
         lower = sess["Node"].lower()
         self.sessions_by_node.setdefault(lower, {})[sid] = None
         for check_id in _session_check_ids(sess):
-            self.sessions_by_check.setdefault((lower, check_id), {})[sid] = None
+            self.sessions_by_check.setdefault((lower, check_id.lower()), {})[sid] = None
 
     # ================================================================== journal
 
@@ -270,7 +273,7 @@ class StateStore:
         self._touch(("node", lower))
         if services_too:
             for svc in self.services.get(lower, {}).values():
-                self._touch(("service", svc["Service"]))
+                self._touch(("service", svc["Service"].lower()))
 
     # ================================================================== catalog writes
 
@@ -334,22 +337,25 @@ class StateStore:
         entry["ID"] = sid
         entry["CreateIndex"] = self._cur
         entry["ModifyIndex"] = self._cur
-        old = self.services.get(lower, {}).get(sid)
+        key = sid.lower()
+        name = entry["Service"].lower()
+        old = self.services.get(lower, {}).get(key)
         if old is not None:
             if _same(old, entry, ("CreateIndex", "ModifyIndex")):
                 return
             entry["CreateIndex"] = old["CreateIndex"]
-            if old["Service"] != entry["Service"]:
-                self._drop_service_name(old["Service"], lower, sid)
-        self._put(self._sub(self.services, lower), sid, entry)
-        self._put(self._sub(self.service_nodes, entry["Service"]), (lower, sid), None)
-        self._touch(("table", "services"), ("service", entry["Service"]), ("node", lower))
+            if old["Service"].lower() != name:
+                self._drop_service_name(old["Service"], lower, key)
+        self._put(self._sub(self.services, lower), key, entry)
+        self._put(self._sub(self.service_nodes, name), (lower, key), None)
+        self._touch(("table", "services"), ("service", name), ("node", lower))
 
     def _drop_service_name(self, name: str, lower: str, sid: str) -> None:
+        name = name.lower()
         members = self.service_nodes.get(name)
         if members is None:
             return
-        self._pop(members, (lower, sid))
+        self._pop(members, (lower, sid.lower()))
         if not members:
             self._pop(self.service_nodes, name)
         self._touch(("service", name))
@@ -387,27 +393,28 @@ class StateStore:
         }
         sid = entry["ServiceID"]
         if sid:
-            svc = self.services.get(lower, {}).get(sid)
+            svc = self.services.get(lower, {}).get(sid.lower())
             if svc is None:
                 raise CommandRejected(f'Unknown service ID "{sid}" for check ID "{check_id}"')
             entry["ServiceName"] = svc["Service"]
             entry["ServiceTags"] = list(svc.get("Tags") or [])
-        old = self.checks.get(lower, {}).get(check_id)
+        key = check_id.lower()
+        old = self.checks.get(lower, {}).get(key)
         if old is not None:
             if _same(old, entry, ("CreateIndex", "ModifyIndex")):
                 return
             entry["CreateIndex"] = old["CreateIndex"]
             if old["ServiceName"] and old["ServiceName"] != entry["ServiceName"]:
-                self._touch(("service", old["ServiceName"]))
-        self._put(self._sub(self.checks, lower), check_id, entry)
+                self._touch(("service", old["ServiceName"].lower()))
+        self._put(self._sub(self.checks, lower), key, entry)
         self._touch(("table", "checks"))
         if sid:
-            self._touch(("node", lower), ("service", entry["ServiceName"]))
+            self._touch(("node", lower), ("service", entry["ServiceName"].lower()))
         else:
             self._touch_node(lower, services_too=True)
         if status == "critical":
             # Consul's ensureCheckTxn: a critical check invalidates the sessions bound to it
-            for session_id in list(self.sessions_by_check.get((lower, check_id), {})):
+            for session_id in list(self.sessions_by_check.get((lower, key), {})):
                 self._destroy_session(session_id)
 
     def _op_deregister(self, cmd: dict[str, Any]) -> bool:
@@ -426,11 +433,12 @@ class StateStore:
         return True
 
     def _delete_service(self, lower: str, sid: str) -> None:
+        sid = sid.lower()
         svc = self.services.get(lower, {}).get(sid)
         if svc is None:
             return
         for check_id, chk in list(self.checks.get(lower, {}).items()):
-            if chk["ServiceID"] == sid:
+            if chk["ServiceID"].lower() == sid:
                 self._delete_check(lower, check_id)
         self._pop(self.services[lower], sid)
         if not self.services[lower]:
@@ -439,6 +447,7 @@ class StateStore:
         self._touch(("table", "services"), ("node", lower))
 
     def _delete_check(self, lower: str, check_id: str) -> None:
+        check_id = check_id.lower()
         chk = self.checks.get(lower, {}).get(check_id)
         if chk is None:
             return
@@ -447,7 +456,7 @@ class StateStore:
             self._pop(self.checks, lower)
         self._touch(("table", "checks"))
         if chk["ServiceName"]:
-            self._touch(("node", lower), ("service", chk["ServiceName"]))
+            self._touch(("node", lower), ("service", chk["ServiceName"].lower()))
         else:
             self._touch_node(lower, services_too=True)
         for session_id in list(self.sessions_by_check.get((lower, check_id), {})):
@@ -695,7 +704,7 @@ class StateStore:
             for c in sess.get("ServiceChecks") or []
         ]
         for check_id in [*node_checks, *(c["ID"] for c in service_checks)]:
-            chk = self.checks.get(lower, {}).get(check_id)
+            chk = self.checks.get(lower, {}).get(check_id.lower())
             if chk is None:
                 raise CommandRejected(f"Missing check '{check_id}' registration")
             if chk["Status"] == "critical":
@@ -715,7 +724,7 @@ class StateStore:
         self._put(self.sessions, sid, entry)
         self._put(self._sub(self.sessions_by_node, lower), sid, None)
         for check_id in _session_check_ids(entry):
-            self._put(self._sub(self.sessions_by_check, (lower, check_id)), sid, None)
+            self._put(self._sub(self.sessions_by_check, (lower, check_id.lower())), sid, None)
         self._touch(("table", "sessions"))
         return sid
 
@@ -755,11 +764,12 @@ class StateStore:
             if not by_node:
                 self._pop(self.sessions_by_node, lower)
         for check_id in _session_check_ids(sess):
-            bound = self.sessions_by_check.get((lower, check_id))
+            bound_key = (lower, check_id.lower())
+            bound = self.sessions_by_check.get(bound_key)
             if bound is not None:
                 self._pop(bound, sid)
                 if not bound:
-                    self._pop(self.sessions_by_check, (lower, check_id))
+                    self._pop(self.sessions_by_check, bound_key)
         self._touch(("table", "sessions"))
 
     # ================================================================== coordinates
@@ -842,23 +852,25 @@ class StateStore:
 
     def catalog_services(self) -> Read:
         """/v1/catalog/services: name -> sorted union of tags (Consul's ServicesTxn)."""
-        out: dict[str, list[str]] = {}
-        for name in sorted(self.service_nodes):
-            tags: dict[str, None] = {}
-            for lower, sid in self.service_nodes[name]:
-                for t in self.services[lower][sid].get("Tags") or ():
+        # grouped by each instance's own spelling, as Consul's ServicesTxn does
+        folded: dict[str, dict[str, None]] = {}
+        for members in self.service_nodes.values():
+            for lower, sid in members:
+                svc = self.services[lower][sid]
+                tags = folded.setdefault(svc["Service"], {})
+                for t in svc.get("Tags") or ():
                     tags[t] = None
-            out[name] = sorted(tags)
+        out = {name: sorted(folded[name]) for name in sorted(folded)}
         return Read(self._nz(self._idx(("table", "services"))), out, (("table", "services"),))
 
     def _service_index(self, name: str) -> tuple[int, tuple[WatchKey, ...]]:
-        key: WatchKey = ("service", name)
+        key: WatchKey = ("service", name.lower())
         idx = self._idx(key) or self._idx(("table", "services"))
         return self._nz(idx), (key, ("table", "services"))
 
     def _instances(self, name: str) -> Iterator[tuple[dict[str, Any], dict[str, Any]]]:
         """(node, service) for each instance of ``name``, ordered by node name then ID."""
-        members = self.service_nodes.get(name, {})
+        members = self.service_nodes.get(name.lower(), {})
         for lower, sid in sorted(members, key=lambda m: (self.nodes[m[0]]["Node"], m[1])):
             yield self.nodes[lower], self.services[lower][sid]
 
@@ -877,7 +889,8 @@ class StateStore:
             lower = node["Node"].lower()
             chks = self.checks.get(lower, {})
             node_checks = [c for _, c in sorted(chks.items()) if not c["ServiceID"]]
-            svc_checks = [c for _, c in sorted(chks.items()) if c["ServiceID"] == svc["ID"]]
+            sid = svc["ID"].lower()
+            svc_checks = [c for _, c in sorted(chks.items()) if c["ServiceID"].lower() == sid]
             rows.append({"Node": node, "Service": svc, "Checks": node_checks + svc_checks})
         return Read(idx, rows, keys)
 
@@ -899,14 +912,15 @@ class StateStore:
                 connect = svc.get("Connect") or {}
                 if (
                     svc.get("Kind") == "connect-proxy"
-                    and proxy.get("DestinationServiceName") == name
-                ) or (connect.get("Native") and svc["Service"] == name):
+                    and str(proxy.get("DestinationServiceName", "")).lower() == name.lower()
+                ) or (connect.get("Native") and svc["Service"].lower() == name.lower()):
                     found.append((self.nodes[lower]["Node"], sid, self.nodes[lower], svc))
         rows = []
         for _, _, node, svc in sorted(found, key=lambda f: (f[0], f[1])):
             chks = self.checks.get(node["Node"].lower(), {})
             node_checks = [c for _, c in sorted(chks.items()) if not c["ServiceID"]]
-            svc_checks = [c for _, c in sorted(chks.items()) if c["ServiceID"] == svc["ID"]]
+            sid = svc["ID"].lower()
+            svc_checks = [c for _, c in sorted(chks.items()) if c["ServiceID"].lower() == sid]
             rows.append({"Node": node, "Service": svc, "Checks": node_checks + svc_checks})
         return Read(self._nz(self._idx(*keys)), rows, keys)
 
@@ -916,7 +930,8 @@ class StateStore:
         out: list[dict[str, Any]] = []
         for node, svc in self._instances(name):
             chks = self.checks.get(node["Node"].lower(), {})
-            out.extend(c for _, c in sorted(chks.items()) if c["ServiceID"] == svc["ID"])
+            sid = svc["ID"].lower()
+            out.extend(c for _, c in sorted(chks.items()) if c["ServiceID"].lower() == sid)
         return Read(idx, out, keys)
 
     def node_checks(self, name: str) -> Read:
@@ -935,10 +950,10 @@ class StateStore:
         return Read(self._nz(self._idx(("table", "checks"))), out, (("table", "checks"),))
 
     def check(self, node: str, check_id: str) -> dict[str, Any] | None:
-        return self.checks.get(node.lower(), {}).get(check_id)
+        return self.checks.get(node.lower(), {}).get(check_id.lower())
 
     def node_service(self, node: str, service_id: str) -> dict[str, Any] | None:
-        return self.services.get(node.lower(), {}).get(service_id)
+        return self.services.get(node.lower(), {}).get(service_id.lower())
 
     # ---- KV
 

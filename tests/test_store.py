@@ -114,6 +114,30 @@ def test_node_names_are_case_insensitive(log: Log) -> None:
     assert len(log.store.catalog_nodes().value) == 1
 
 
+def test_service_names_service_ids_and_check_ids_are_case_insensitive(log: Log) -> None:
+    node(log)
+    web(log, sid="Web1")
+    # the same service ID in another case updates it, and checks find it by any case
+    log(
+        C.register(
+            0.0,
+            "n1",
+            "10.0.0.1",
+            service={"ID": "WEB1", "Service": "Web", "Tags": ["v2"], "Port": 81},
+            checks=[{"CheckID": "SERVICE:web1", "ServiceID": "web1", "Status": "warning"}],
+        )
+    )
+    rows = log.store.service_health("WEB").value
+    assert len(rows) == 1 and rows[0]["Service"]["ID"] == "WEB1"
+    assert [c["CheckID"] for c in rows[0]["Checks"]] == ["serfHealth", "SERVICE:web1"]
+    assert log.store.catalog_service("web").value[0]["ServicePort"] == 81
+    assert log.store.catalog_services().value == {"Web": ["v2"]}
+    assert log.store.check("N1", "service:WEB1") is not None
+    log(C.deregister(0.0, "n1", service_id="wEb1"))
+    assert log.store.catalog_service("web").value == []
+    assert [c["CheckID"] for c in log.store.node_checks("n1").value] == ["serfHealth"]
+
+
 def test_check_for_unknown_service_is_rejected_whole(log: Log) -> None:
     node(log)
     msg = log.rejected(
