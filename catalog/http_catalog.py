@@ -1457,10 +1457,12 @@ def register(srv: HTTPServer) -> None:
 
         return await read(request, fn)
 
-    async def catalog_service(request: Request, name: str) -> Any:
-        flt = begin(request)
+    def instances(
+        request: Request, name: str
+    ) -> Callable[[StateStore], tuple[Read, list[dict[str, Any]]]]:
+        """What catalog/service and health/service (and their connect forms) share: the
+        instances of ``name`` selected by ?tag (all must match), ?node-meta and ?peer."""
         meta = _meta_filters(request)
-        source = near(request)
         tagged = "tag" in request.query
         tags = _values(request, "tag")
         if not name:
@@ -1468,7 +1470,7 @@ def register(srv: HTTPServer) -> None:
         connect = request.path.startswith(("/v1/catalog/connect/", "/v1/health/connect/"))
         peer = request.query.get("peer", "")
 
-        def fn(store: StateStore) -> Read:
+        def select(store: StateStore) -> tuple[Read, list[dict[str, Any]]]:
             r = _service_rows(store, name, connect, peer)
             rows = [
                 row
@@ -1476,6 +1478,17 @@ def register(srv: HTTPServer) -> None:
                 if (not tagged or _has_tags(row["Service"], tags))
                 and (meta is None or _satisfies(row["Node"].get("Meta"), meta))
             ]
+            return r, rows
+
+        return select
+
+    async def catalog_service(request: Request, name: str) -> Any:
+        flt = begin(request)
+        select = instances(request, name)
+        source = near(request)
+
+        def fn(store: StateStore) -> Read:
+            r, rows = select(store)
             out = flt_list(flt, [shapes.service_node(row["Node"], row["Service"]) for row in rows])
             out = _sort_near(out, lambda s: s["Node"], store, source)
             return Read(r.index, out, r.watch)
@@ -1554,14 +1567,8 @@ def register(srv: HTTPServer) -> None:
 
     async def health_service(request: Request, name: str) -> Any:
         flt = begin(request)
-        meta = _meta_filters(request)
+        select = instances(request, name)
         source = near(request)
-        tagged = "tag" in request.query
-        tags = _values(request, "tag")
-        if not name:
-            raise HTTPError(400, "Missing service name")
-        connect = request.path.startswith(("/v1/catalog/connect/", "/v1/health/connect/"))
-        peer = request.query.get("peer", "")
         passing = False
         if "passing" in request.query:
             value = request.query["passing"]
@@ -1571,13 +1578,7 @@ def register(srv: HTTPServer) -> None:
                 raise HTTPError(400, "Invalid value for ?passing") from None
 
         def fn(store: StateStore) -> Read:
-            r = _service_rows(store, name, connect, peer)
-            rows = [
-                row
-                for row in r.value
-                if (not tagged or _has_tags(row["Service"], tags))
-                and (meta is None or _satisfies(row["Node"].get("Meta"), meta))
-            ]
+            r, rows = select(store)
             out = flt_list(flt, [shapes.csn(row) for row in rows])
             out = _sort_near(out, lambda e: e["Node"]["Node"], store, source)
             if passing:
