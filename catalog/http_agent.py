@@ -42,7 +42,7 @@ import hashlib
 import ipaddress
 import logging
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, Final
 
 import orjson
@@ -459,6 +459,17 @@ def register(srv: HTTPServer) -> None:
     def fail(e: AgentError) -> HTTPError:
         return HTTPError(e.status, e.message)
 
+    async def change(apply: Callable[[LocalAgent], object]) -> Response:
+        """A write to the agent's local state, then Consul's syncChanges before answering
+        (a failed sync is logged; anti-entropy retries it)."""
+        la = local()
+        try:
+            apply(la)
+        except AgentError as e:
+            raise fail(e) from None
+        await la.sync_changes()
+        return _empty()
+
     async def services(request: Request, _: str) -> Any:
         la = local()
         dc = datacenter()
@@ -498,22 +509,10 @@ def register(srv: HTTPServer) -> None:
         defn = service_definition(body)
         q = request.query
         replace = "replace-existing-checks" in q and q["replace-existing-checks"] in ("", "true")
-        la = local()
-        try:
-            la.add_service(defn, replace_existing_checks=replace)
-        except AgentError as e:
-            raise fail(e) from None
-        await la.sync_changes()
-        return _empty()
+        return await change(lambda la: la.add_service(defn, replace_existing_checks=replace))
 
     async def service_deregister(request: Request, service_id: str) -> Any:
-        la = local()
-        try:
-            la.remove_service(service_id)
-        except AgentError as e:
-            raise fail(e) from None
-        await la.sync_changes()
-        return _empty()
+        return await change(lambda la: la.remove_service(service_id))
 
     def enable_flag(request: Request) -> bool:
         if "enable" not in request.query:
@@ -567,31 +566,13 @@ def register(srv: HTTPServer) -> None:
             ct.validate()
         except CheckInvalid as e:
             raise HTTPError(400, f"Invalid check: {e}") from None
-        la = local()
-        try:
-            la.add_check(ct)
-        except AgentError as e:
-            raise fail(e) from None
-        await la.sync_changes()
-        return _empty()
+        return await change(lambda la: la.add_check(ct))
 
     async def check_deregister(request: Request, check_id: str) -> Any:
-        la = local()
-        try:
-            la.remove_check(check_id)
-        except AgentError as e:
-            raise fail(e) from None
-        await la.sync_changes()
-        return _empty()
+        return await change(lambda la: la.remove_check(check_id))
 
     async def ttl(check_id: str, status: str, output: str) -> Any:
-        la = local()
-        try:
-            la.update_ttl(check_id, status, output)
-        except AgentError as e:
-            raise fail(e) from None
-        await la.sync_changes()
-        return _empty()
+        return await change(lambda la: la.update_ttl(check_id, status, output))
 
     async def check_pass(request: Request, check_id: str) -> Any:
         return await ttl(check_id, "passing", request.query.get("note", ""))
