@@ -1,0 +1,153 @@
+"""Raft messages on the wire: a compact msgpack encoding, and a decoder that trusts
+nothing it reads (server RPC carries these; the simulator moves the same bytes).
+
+Layout: a msgpack array ``[version, kind, src, dst, term, ...]`` followed by the kind's
+fields; an entry is ``[term, index, command]`` with the command kept as the msgpack value
+it is (commands are msgpack-encodable by contract, catalog/commands.py).
+
+Rules:
+
+1. :func:`decode_message` raises only :class:`WireError` (a ``ValueError``) for any input;
+   every value it returns is in range (terms and indexes are 0 <= n < 2**63, server IDs
+   are short non-empty strings, entries are contiguous from ``prev_index + 1``).
+2. Bounded: at most ``MESSAGE_BYTES_MAX`` bytes and ``ENTRIES_MAX`` entries a message;
+   msgpack itself is told the same limits so a hostile length prefix allocates nothing.
+3. Whatever decodes re-encodes to a message equal to it (tested by property).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+import msgpack
+
+from federation.raft import (
+    AppendRequest,
+    AppendResponse,
+    Entry,
+    Message,
+    VoteRequest,
+    VoteResponse,
+)
+
+__all__ = [
+    "ENTRIES_MAX",
+    "MESSAGE_BYTES_MAX",
+    "WIRE_VERSION",
+    "WireError",
+    "decode_message",
+    "encode_message",
+]
+
+WIRE_VERSION: Final = 1
+MESSAGE_BYTES_MAX: Final = 16 * 1024 * 1024
+"""An AppendEntries batch, with room: 256 entries of Consul's 512 KiB KV limit would not
+fit, so the leader's max_entries_per_append and the KV limit together bound a batch."""
+ENTRIES_MAX: Final = 4096
+SERVER_ID_MAX: Final = 256
+_U63: Final = 1 << 63
+
+_VOTE_REQ, _VOTE_RESP, _APPEND_REQ, _APPEND_RESP = 1, 2, 3, 4
+
+
+class WireError(ValueError):
+    """Malformed bytes: the receiver drops the message and counts the reason."""
+
+
+def encode_message(m: Message) -> bytes:
+    if not isinstance(m, Message):
+        raise TypeError(f"not a Raft message: {type(m).__name__}")
+    head: list[Any] = [WIRE_VERSION, 0, m.src, m.dst, m.term]
+    if isinstance(m, VoteRequest):
+        head[1] = _VOTE_REQ
+        body: list[Any] = [m.last_index, m.last_term, m.pre_vote]
+    elif isinstance(m, VoteResponse):
+        head[1] = _VOTE_RESP
+        body = [m.granted, m.pre_vote]
+    elif isinstance(m, AppendRequest):
+        head[1] = _APPEND_REQ
+        body = [
+            m.prev_index,
+            m.prev_term,
+            m.commit,
+            [[e.term, e.index, e.command] for e in m.entries],
+        ]
+    elif isinstance(m, AppendResponse):
+        head[1] = _APPEND_RESP
+        body = [m.success, m.match_index]
+    else:
+        raise TypeError(f"not a Raft message: {type(m).__name__}")
+    out: bytes = msgpack.packb(head + body, use_bin_type=True)
+    return out
+
+
+def _uint(v: Any, what: str) -> int:
+    if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v < _U63:
+        raise WireError(f"{what}: expected an integer in [0, 2**63)")
+    return v
+
+
+def _bool(v: Any, what: str) -> bool:
+    if not isinstance(v, bool):
+        raise WireError(f"{what}: expected a boolean")
+    return v
+
+
+def _server(v: Any, what: str) -> str:
+    if not isinstance(v, str) or not 0 < len(v) <= SERVER_ID_MAX:
+        raise WireError(f"{what}: expected a server ID of 1-{SERVER_ID_MAX} characters")
+    return v
+
+
+def decode_message(data: bytes) -> Message:
+    if len(data) > MESSAGE_BYTES_MAX:
+        raise WireError(f"message of {len(data)} bytes is over {MESSAGE_BYTES_MAX}")
+    try:
+        v = msgpack.unpackb(
+            data,
+            raw=False,
+            use_list=True,
+            strict_map_key=False,
+            max_array_len=ENTRIES_MAX + 8,
+            max_map_len=1 << 16,
+            max_ext_len=0,
+        )
+    except Exception as e:  # msgpack raises several types (and UnicodeDecodeError)
+        raise WireError(f"not msgpack: {type(e).__name__}") from None
+    if not isinstance(v, list) or len(v) < 5:
+        raise WireError("expected an array of at least 5 items")
+    version, kind = v[0], v[1]
+    if version != WIRE_VERSION:
+        raise WireError(f"unsupported wire version {version!r}")
+    src, dst = _server(v[2], "src"), _server(v[3], "dst")
+    term = _uint(v[4], "term")
+    body = v[5:]
+    if kind == _VOTE_REQ and len(body) == 3:
+        return VoteRequest(
+            src, dst, term, _uint(body[0], "last_index"), _uint(body[1], "last_term"),
+            _bool(body[2], "pre_vote"),
+        )  # fmt: skip
+    if kind == _VOTE_RESP and len(body) == 2:
+        return VoteResponse(src, dst, term, _bool(body[0], "granted"), _bool(body[1], "pre_vote"))
+    if kind == _APPEND_RESP and len(body) == 2:
+        return AppendResponse(
+            src, dst, term, _bool(body[0], "success"), _uint(body[1], "match_index")
+        )
+    if kind == _APPEND_REQ and len(body) == 4:
+        prev = _uint(body[0], "prev_index")
+        raw = body[3]
+        if not isinstance(raw, list) or len(raw) > ENTRIES_MAX:
+            raise WireError(f"entries: expected a list of at most {ENTRIES_MAX}")
+        entries = []
+        for i, item in enumerate(raw):
+            if not isinstance(item, list) or len(item) != 3:
+                raise WireError("entry: expected [term, index, command]")
+            index = _uint(item[1], "entry index")
+            if index != prev + 1 + i:
+                raise WireError("entries must be contiguous from prev_index + 1")
+            entries.append(Entry(_uint(item[0], "entry term"), index, item[2]))
+        return AppendRequest(
+            src, dst, term, prev, _uint(body[1], "prev_term"), tuple(entries),
+            _uint(body[2], "commit"),
+        )  # fmt: skip
+    raise WireError(f"unknown message kind {kind!r} with {len(body)} fields")
