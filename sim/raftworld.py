@@ -1,0 +1,235 @@
+"""Raft as the simulator's subject: a datacenter's servers running real
+:class:`federation.raft.RaftCore` cores, with the catalog's real state store as their state
+machine, on simulated hosts whose messages are real encoded bytes (federation/wire.py).
+
+What it checks, on every effect (issue 5's checkers):
+
+* **election safety** — at most one leader per term;
+* **state machine safety** — no two servers apply different commands at one index;
+* **log matching** and **leader completeness** — on the persisted logs, by
+  :meth:`RaftWorld.check_logs`;
+* **no acknowledged write lost** — every write a leader acknowledged (applied with its
+  request ID) is in every live server's store once the cluster has healed
+  (:meth:`RaftWorld.check_acknowledged`).
+
+What a server persisted (term, vote, log) lives in ``node.disk`` and survives crashes: a
+restarted server starts from it with an empty store and replays the log as it learns the
+commit index.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from catalog import commands as C
+from catalog.store import StateStore
+from federation.raft import (
+    Applied,
+    Entry,
+    LeaderElected,
+    MessageReceived,
+    Persisted,
+    PersistEntries,
+    PersistState,
+    ProposalDropped,
+    Proposed,
+    RaftConfig,
+    RaftCore,
+    Role,
+    SendMessage,
+)
+from federation.wire import WireError, decode_message, encode_message
+from gossamer.core import Effect, Event
+from sim.engine import Sim
+from sim.network import Group, Network, Partition
+from sim.node import SimNode
+from swim.events import Address, PacketReceived, SendPacket
+
+__all__ = ["RaftHost", "RaftWorld"]
+
+RAFT_PORT = 8300
+
+
+class RaftHost:
+    """The driver glue a SimNode needs: a RaftCore behind the packet interface. Persist
+    effects go to ``node.disk`` at once (before the sends after them, as the core
+    requires); sends become encoded packets; the rest is passed on for observers."""
+
+    def __init__(self, core: RaftCore, node: SimNode, addrs: dict[str, Address]) -> None:
+        self.core = core
+        self.node = node
+        self.addrs = addrs
+        self.dropped = 0
+
+    def handle(self, now: float, event: Event) -> None:
+        if isinstance(event, PacketReceived):
+            try:
+                message = decode_message(bytes(event.data))
+            except WireError:
+                self.dropped += 1
+                return
+            self.core.handle(now, MessageReceived(message))
+        else:
+            self.core.handle(now, event)
+
+    def next_deadline(self) -> float | None:
+        return self.core.next_deadline()
+
+    def take_effects(self) -> list[Effect]:
+        out: list[Effect] = []
+        disk = self.node.disk
+        for eff in self.core.take_effects():
+            if isinstance(eff, PersistState):
+                disk["term"], disk["vote"] = eff.term, eff.voted_for
+            elif isinstance(eff, PersistEntries):
+                log = disk.setdefault("log", [])
+                del log[eff.from_index - 1 :]
+                log.extend(eff.entries)
+            elif isinstance(eff, SendMessage):
+                out.append(SendPacket(self.addrs[eff.message.dst], encode_message(eff.message)))
+            else:
+                out.append(eff)
+        return out
+
+
+class RaftWorld:
+    def __init__(
+        self, sim: Sim, net: Network, names: Iterable[str], config: RaftConfig | None = None
+    ) -> None:
+        self.sim = sim
+        self.net = net
+        self.config = config or RaftConfig()
+        self.names = list(names)
+        self.addrs = {n: (f"10.0.0.{i + 1}", RAFT_PORT) for i, n in enumerate(self.names)}
+        self.nodes: dict[str, SimNode] = {}
+        self.stores: dict[str, StateStore] = {}
+        self.leaders: dict[int, str] = {}
+        self.committed: dict[int, Entry] = {}
+        self.acknowledged: dict[int, tuple[str, int]] = {}
+        """request ID -> (key, log index) of every write a leader acknowledged"""
+        self._pending: dict[int, str] = {}
+        self.dropped: list[int] = []
+        self.next_request = 1
+        self.violations: list[str] = []
+        for n in self.names:
+            self.nodes[n] = SimNode(
+                sim, net, name=n, addr=self.addrs[n], dc="dc1", factory=self._factory,
+                observer=self._observe,
+            )  # fmt: skip
+
+    # ------------------------------------------------------------------ servers
+
+    def _factory(self, node: SimNode, now: float) -> RaftHost:
+        store = StateStore()
+        self.stores[node.name] = store
+        d = node.disk
+        persisted = Persisted(d.get("term", 0), d.get("vote"), tuple(d.get("log", ())))
+        core = RaftCore(
+            node.name,
+            self.names,
+            store,
+            self.sim.seeds.rng("raft", node.name, node.boots),
+            self.config,
+            persisted,
+            now=now,
+        )
+        return RaftHost(core, node, self.addrs)
+
+    def start(self) -> None:
+        for node in self.nodes.values():
+            node.start()
+
+    def core(self, name: str) -> RaftCore | None:
+        node = self.nodes[name]
+        return node.core.core if node.up else None
+
+    def leader(self) -> str | None:
+        best: tuple[int, str] | None = None
+        for n in self.names:
+            c = self.core(n)
+            if c is not None and c.role is Role.LEADER and (best is None or c.term > best[0]):
+                best = (c.term, n)
+        return best[1] if best else None
+
+    def isolate(self, names: Iterable[str]) -> int:
+        """Cut ``names`` off from everyone else; returns the partition's token."""
+        group = Group(addrs=frozenset(self.addrs[n] for n in names))
+        return self.net.partition(Partition(group, Group(addrs=group.addrs, negate=True)))
+
+    # ------------------------------------------------------------------ workload
+
+    def write(self, key: str, value: bytes) -> int | None:
+        """Propose a KV set to whoever leads now; returns the request ID, or None when
+        there is no leader to ask (a client would retry)."""
+        lead = self.leader()
+        if lead is None:
+            return None
+        rid = self.next_request
+        self.next_request += 1
+        self._pending[rid] = key
+        self.nodes[lead].deliver(Proposed(rid, C.kv(self.sim.now, "set", key, value)))
+        return rid
+
+    # ------------------------------------------------------------------ checkers
+
+    def _observe(self, node: SimNode, eff: Effect) -> None:
+        if isinstance(eff, LeaderElected):
+            prev = self.leaders.setdefault(eff.term, eff.leader)
+            if prev != eff.leader:
+                self.violations.append(f"two leaders in term {eff.term}: {prev}, {eff.leader}")
+        elif isinstance(eff, Applied):
+            core = node.core.core
+            entry = core.log[eff.index - 1]
+            seen = self.committed.setdefault(eff.index, entry)
+            if seen != entry:
+                self.violations.append(
+                    f"state machine safety: {node.name} applied {entry} at {eff.index}, "
+                    f"another server applied {seen}"
+                )
+            if eff.request_id is not None and eff.error is None:
+                key = self._pending.pop(eff.request_id, None)
+                if key is not None:
+                    self.acknowledged[eff.request_id] = (key, eff.index)
+        elif isinstance(eff, ProposalDropped):
+            self._pending.pop(eff.request_id, None)
+            self.dropped.append(eff.request_id)
+
+    def check_logs(self) -> None:
+        """Log matching (paper §5.3) and leader completeness (§5.4) on the disks."""
+        logs = {n: list(self.nodes[n].disk.get("log", ())) for n in self.names}
+        names = list(logs)
+        for i, a in enumerate(names):
+            for b in names[i + 1 :]:
+                la, lb = logs[a], logs[b]
+                for k in range(min(len(la), len(lb)) - 1, -1, -1):
+                    if la[k].term == lb[k].term:
+                        if la[: k + 1] != lb[: k + 1]:
+                            self.violations.append(
+                                f"log matching: {a} and {b} differ before {k + 1}"
+                            )
+                        break
+        lead = self.leader()
+        if lead is not None:
+            log = logs[lead]
+            for index, entry in self.committed.items():
+                if index > len(log) or log[index - 1] != entry:
+                    self.violations.append(f"leader completeness: {lead} lacks entry {index}")
+                    break
+
+    def check_acknowledged(self) -> None:
+        """Every acknowledged write is on every live server (after healing and catching
+        up): its key was last written at or after the write's log index."""
+        last: dict[str, int] = {}
+        for key, index in self.acknowledged.values():
+            last[key] = max(last.get(key, 0), index)
+        for n in self.names:
+            store = self.stores.get(n)
+            if store is None or not self.nodes[n].up:
+                continue
+            for key, index in sorted(last.items()):
+                ent = store.kv_get(key).value
+                if ent is None or ent["ModifyIndex"] < index:
+                    self.violations.append(
+                        f"acknowledged write to {key} (index {index}) missing on {n}"
+                    )
+                    break
