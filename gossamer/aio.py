@@ -184,7 +184,7 @@ class Agent:
         """The state store's write path and blocking reads, on servers. A server that
         bootstraps alone (-dev, -bootstrap-expect=1) leads at once; larger clusters wait
         for Raft (the federation issue), and clients for server RPC."""
-        if config.server and (config.dev or config.bootstrap_expect <= 1):
+        if config.server and (config.dev or config.bootstrap_expect == 1):
             self.catalog = CatalogServer(
                 config.datacenter, f"{self.advertise}:{config.server_port}"
             )
