@@ -38,7 +38,6 @@ tombstone (the "graveyard") so a blocking listing sees its index move past a del
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Final
@@ -48,7 +47,6 @@ from sortedcontainers import SortedDict
 from catalog import commands as C
 
 __all__ = [
-    "HEALTH_STATES",
     "SERF_CHECK_ID",
     "CommandRejected",
     "Read",
@@ -61,7 +59,6 @@ WatchKey = tuple[str, str]
 
 SERF_CHECK_ID: Final = "serfHealth"
 """The node-level check that gossip membership drives (Consul's structs.SerfCheckID)."""
-HEALTH_STATES: Final = ("passing", "warning", "critical", "maintenance")
 SESSION_BEHAVIORS: Final = ("release", "delete")
 SNAPSHOT_VERSION: Final = 1
 NS_PER_S: Final = 1_000_000_000
@@ -372,7 +369,7 @@ class StateStore:
         if not isinstance(status, str):
             raise CommandRejected("Check status must be a string")
         # Consul stores whatever status catalog register sends; the agent's own checks
-        # only ever report passing, warning or critical (HEALTH_STATES).
+        # only ever report passing, warning or critical.
         entry = {
             "Node": self.nodes[lower]["Node"],
             "CheckID": check_id,
@@ -1102,8 +1099,3 @@ def service_node(node: dict[str, Any], svc: dict[str, Any]) -> dict[str, Any]:
         "CreateIndex": svc["CreateIndex"],
         "ModifyIndex": svc["ModifyIndex"],
     }
-
-
-def deep_copy(value: Any) -> Any:
-    """A copy of a read value that the caller may change (entries are shared)."""
-    return copy.deepcopy(value)
