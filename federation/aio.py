@@ -1,29 +1,38 @@
-"""The asyncio driver of a Raft server: the core on the loop's clock, its durable state in
-SQLite, and its messages over gRPC (grpc.aio), as shared/DESIGN.md prescribes for
-server RPC.
+"""The asyncio driver of federation: the server RPC port (grpc.aio, as shared/DESIGN.md
+prescribes for server RPC), the channels to other servers, and the Raft server running
+the core on the loop's clock with its durable state in SQLite.
 
-How it carries out the core's effects (federation/raft.py, "persist before send"):
-persist effects are collected and made durable in one SQLite transaction
+One gRPC server per agent listens on the server port and hosts every service:
+``gossamer.raft.Raft/Deliver`` (Raft messages between servers) and the agent's server RPC
+(``gossamer.rpc.Server/*``: forwarded API requests, commands, named reads; see
+:mod:`federation.rpc`). :class:`RPCServer` owns that port, :class:`RPCClient` the channels
+out, one per peer address.
+
+How :class:`RaftServer` carries out the core's effects (federation/raft.py, "persist
+before send"): persist effects are collected and made durable in one SQLite transaction
 (:class:`federation.disk.RaftDisk`) before the first send that follows them; sends go to a
 bounded queue per peer, drained by one task per peer making unary ``Deliver`` calls with
 the encoded message (federation/wire.py). A full queue or a failed call drops the
 message: Raft retries through its heartbeats, and an unreachable peer must never block
 the leader. Applied entries resolve the futures of :meth:`RaftServer.propose`.
 
-Wire: one gRPC method, ``/gossamer.raft.Raft/Deliver``, request = the encoded message,
-response = empty. The receiver decodes with the fuzzed decoder and drops (counting) what
-does not decode or is not addressed to it.
+Bootstrapping (Consul's ``BootstrapCluster``): a fresh server has no voters and takes no
+part until :meth:`RaftServer.bootstrap` gives it the first configuration, which the agent
+does once it has seen ``-bootstrap-expect`` servers in gossip; the configuration is made
+durable first. A server with state on disk starts from it.
 
-Not yet: TLS between servers, streaming appends, snapshots; server agents and client
-forwarding build on this (issue 5).
+Not yet: TLS between servers, streaming appends, snapshots.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
+import os
 import random
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import grpc
@@ -40,13 +49,21 @@ from federation.raft import (
     Proposed,
     RaftConfig,
     RaftCore,
+    Role,
     SendMessage,
     StateMachine,
 )
 from federation.wire import WireError, decode_message, encode_message
-from gossamer.core import Event, TimerExpired
+from gossamer.core import Event, NoLeader, TimerExpired
 
-__all__ = ["DELIVER_METHOD", "NotLeader", "RaftServer"]
+__all__ = [
+    "DELIVER_METHOD",
+    "GRPC_OPTIONS",
+    "NotLeader",
+    "RPCClient",
+    "RPCServer",
+    "RaftServer",
+]
 
 log = logging.getLogger("gossamer.raft")
 
@@ -54,9 +71,19 @@ DELIVER_METHOD = "/gossamer.raft.Raft/Deliver"
 SEND_QUEUE_MAX = 1024
 """Messages queued per peer before new ones are dropped (Raft retries)."""
 CALL_TIMEOUT_S = 2.0
+MESSAGE_BYTES_MAX = 64 * 1024 * 1024
+GRPC_OPTIONS = [
+    ("grpc.max_send_message_length", MESSAGE_BYTES_MAX),
+    ("grpc.max_receive_message_length", MESSAGE_BYTES_MAX),
+    # a server that restarts on the same port must be reachable again within a second or
+    # two, not after gRPC's default reconnect back-off of up to 120 s
+    ("grpc.initial_reconnect_backoff_ms", 100),
+    ("grpc.min_reconnect_backoff_ms", 100),
+    ("grpc.max_reconnect_backoff_ms", 1000),
+]
 
 
-class NotLeader(Exception):
+class NotLeader(NoLeader):
     """This server does not lead (or lost leadership before the entry committed);
     ``leader`` is who does, when known."""
 
@@ -69,97 +96,245 @@ def _identity(b: bytes) -> bytes:
     return b
 
 
+UnaryHandler = Callable[[bytes], Awaitable[bytes]]
+
+
+class RPCServer:
+    """The server port: unary methods taking and returning bytes, added before start."""
+
+    def __init__(self, bind: str) -> None:
+        self.bind = bind
+        self._methods: dict[str, dict[str, UnaryHandler]] = {}
+        self._server: grpc.aio.Server | None = None
+        self.port = 0
+
+    def add_method(self, service: str, method: str, handler: UnaryHandler) -> None:
+        assert self._server is None, "methods are added before start()"
+        self._methods.setdefault(service, {})[method] = handler
+
+    async def start(self) -> None:
+        server = grpc.aio.server(options=GRPC_OPTIONS)
+        for service, methods in self._methods.items():
+            handlers = {
+                name: grpc.unary_unary_rpc_method_handler(
+                    _adapt(fn), request_deserializer=_identity, response_serializer=_identity
+                )
+                for name, fn in methods.items()
+            }
+            server.add_generic_rpc_handlers(
+                (grpc.method_handlers_generic_handler(service, handlers),)
+            )
+        self.port = server.add_insecure_port(self.bind)
+        if self.port == 0:
+            raise OSError(f"cannot bind the server RPC port {self.bind}")
+        await server.start()
+        self._server = server
+
+    async def close(self) -> None:
+        if self._server is not None:
+            await self._server.stop(grace=None)
+            self._server = None
+
+
+def _adapt(fn: UnaryHandler) -> Callable[[bytes, grpc.aio.ServicerContext], Awaitable[bytes]]:
+    async def handler(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+        return await fn(request)
+
+    return handler
+
+
+class RPCClient:
+    """Channels to other servers, one per address, kept open and reused."""
+
+    def __init__(self) -> None:
+        self._channels: dict[str, grpc.aio.Channel] = {}
+
+    def channel(self, address: str) -> grpc.aio.Channel:
+        ch = self._channels.get(address)
+        if ch is None:
+            ch = self._channels[address] = grpc.aio.insecure_channel(address, options=GRPC_OPTIONS)
+        return ch
+
+    async def connected(self, address: str, timeout_s: float) -> bool:
+        """Whether a connection to ``address`` is up (or comes up within ``timeout_s``).
+        A request sent only after this returned True and then failed may have been
+        processed; one never sent was not: callers retry writes only in the latter case."""
+        try:
+            await asyncio.wait_for(self.channel(address).channel_ready(), timeout_s)
+        except (TimeoutError, grpc.aio.AioRpcError):
+            return False
+        return True
+
+    async def call(self, address: str, method: str, payload: bytes, timeout_s: float) -> bytes:
+        """One unary call; raises ``grpc.aio.AioRpcError`` on failure."""
+        fn = self.channel(address).unary_unary(
+            method, request_serializer=_identity, response_deserializer=_identity
+        )
+        out: bytes = await fn(payload, timeout=timeout_s)
+        return out
+
+    async def close(self) -> None:
+        for ch in self._channels.values():
+            await ch.close()
+        self._channels.clear()
+
+
 class RaftServer:
     def __init__(
         self,
         server_id: str,
-        peers: dict[str, str],
-        bind: str,
+        rpc: RPCServer,
+        client: RPCClient,
         disk_path: str,
         state_machine: StateMachine,
         config: RaftConfig | None = None,
         rng: random.Random | None = None,
+        on_leader: Callable[[str | None], None] | None = None,
     ) -> None:
-        """``peers`` maps every voter's ID (this one included) to its ``host:port``."""
+        """``disk_path`` is the SQLite file (``:memory:`` keeps nothing, for -dev);
+        ``on_leader`` is called with the leader's ID (or None) whenever it changes."""
         self.id = server_id
-        self.peers = dict(peers)
-        self.bind = bind
+        self.disk_path = disk_path
         self.disk = RaftDisk(disk_path)
         self.sm = state_machine
         self.config = config or RaftConfig()
         self.rng = rng or random.Random()
+        self.client = client
         self.core: RaftCore | None = None
         self.leader: str | None = None
+        self.addresses: dict[str, str] = {}
+        """Server ID -> host:port of its server RPC, for every voter."""
         self.stats = {"sent": 0, "send_dropped": 0, "received": 0, "bad_messages": 0}
-        self._server: grpc.aio.Server | None = None
-        self._channels: dict[str, grpc.aio.Channel] = {}
+        self._on_leader = on_leader
         self._queues: dict[str, asyncio.Queue[bytes]] = {}
-        self._tasks: list[asyncio.Task[None]] = []
+        self._senders: dict[str, asyncio.Task[None]] = {}
+        self._timer_task: asyncio.Task[None] | None = None
         self._wake: asyncio.Event | None = None
         self._futures: dict[int, asyncio.Future[Any]] = {}
         self._next_request = 0
         self._leader_changed: asyncio.Event | None = None
+        self._applied: asyncio.Event | None = None
+        rpc.add_method("gossamer.raft.Raft", "Deliver", self._deliver)
 
     # ------------------------------------------------------------------ lifecycle
 
+    def _peers_path(self) -> str | None:
+        if self.disk_path == ":memory:":
+            return None
+        return os.path.join(os.path.dirname(os.path.abspath(self.disk_path)), "peers.json")
+
     async def start(self) -> None:
+        """Start from the disk: a server bootstrapped before runs at once; a fresh one
+        waits for :meth:`bootstrap`."""
+        self._wake = asyncio.Event()
+        self._leader_changed = asyncio.Event()
+        self._applied = asyncio.Event()
+        path = self._peers_path()
+        if path is not None and os.path.exists(path):
+            with open(path) as f:
+                peers = json.load(f)
+            if not isinstance(peers, dict) or self.id not in peers:
+                raise ValueError(f"{path}: not a map of server IDs including {self.id!r}")
+            self._start_core({str(k): str(v) for k, v in peers.items()})
+
+    @property
+    def bootstrapped(self) -> bool:
+        return self.core is not None
+
+    async def bootstrap(self, servers: dict[str, str]) -> None:
+        """Start a fresh server with its first configuration: ``servers`` maps every voter
+        (this one included) to its RPC address. Durable before anything is sent."""
+        if self.core is not None:
+            raise ValueError("this server is already bootstrapped")
+        if self.id not in servers:
+            raise ValueError(f"{self.id!r} is not among the servers to bootstrap")
+        path = self._peers_path()
+        if path is not None:
+            tmp = path + ".tmp"
+            with open(tmp, "w") as f:
+                json.dump(servers, f, sort_keys=True)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        self._start_core(servers)
+
+    def _start_core(self, servers: dict[str, str]) -> None:
         loop = asyncio.get_running_loop()
+        self.addresses = dict(servers)
         self.core = RaftCore(
             self.id,
-            list(self.peers),
+            sorted(servers),
             self.sm,
             self.rng,
             self.config,
             self.disk.load(),
             now=loop.time(),
         )
-        self._wake = asyncio.Event()
-        self._leader_changed = asyncio.Event()
-        server = grpc.aio.server()
-        handler = grpc.method_handlers_generic_handler(
-            "gossamer.raft.Raft",
-            {
-                "Deliver": grpc.unary_unary_rpc_method_handler(
-                    self._deliver, request_deserializer=_identity, response_serializer=_identity
-                )
-            },
-        )
-        server.add_generic_rpc_handlers((handler,))
-        if server.add_insecure_port(self.bind) == 0:
-            raise OSError(f"cannot bind the Raft port {self.bind}")
-        await server.start()
-        self._server = server
-        for peer, addr in self.peers.items():
-            if peer == self.id:
-                continue
-            self._channels[peer] = grpc.aio.insecure_channel(addr)
-            self._queues[peer] = asyncio.Queue(SEND_QUEUE_MAX)
-            self._tasks.append(asyncio.ensure_future(self._sender(peer)))
-        self._tasks.append(asyncio.ensure_future(self._timer()))
+        for peer in servers:
+            if peer != self.id:
+                self._queues[peer] = asyncio.Queue(SEND_QUEUE_MAX)
+                self._senders[peer] = asyncio.ensure_future(self._sender(peer))
+        self._timer_task = asyncio.ensure_future(self._timer())
+        self._handle(None)
 
     async def close(self) -> None:
-        for t in self._tasks:
+        tasks = [*self._senders.values()]
+        if self._timer_task is not None:
+            tasks.append(self._timer_task)
+        for t in tasks:
             t.cancel()
-        for t in self._tasks:
+        for t in tasks:
             with contextlib.suppress(BaseException):
                 await t
-        self._tasks.clear()
-        if self._server is not None:
-            await self._server.stop(grace=None)
-            self._server = None
-        for ch in self._channels.values():
-            await ch.close()
-        self._channels.clear()
+        self._senders.clear()
+        self._timer_task = None
         for fut in self._futures.values():
             if not fut.done():
                 fut.set_exception(NotLeader(None))
+        self.core = None
         self.disk.close()
 
     # ------------------------------------------------------------------ API
 
+    @property
+    def is_leader(self) -> bool:
+        return self.core is not None and self.core.role is Role.LEADER
+
+    @property
+    def leader_address(self) -> str | None:
+        return self.addresses.get(self.leader) if self.leader is not None else None
+
+    def leader_ready(self) -> bool:
+        """This server leads and has applied everything up to an entry of its own term
+        (its no-op), so its state store holds every committed write: Consul's leader
+        barrier before establishLeadership."""
+        c = self.core
+        return (
+            c is not None
+            and c.role is Role.LEADER
+            and c.commit_index > 0
+            and c.term_at(c.commit_index) == c.term
+            and c.last_applied >= c.commit_index
+        )
+
+    def last_contact_s(self) -> float | None:
+        """Seconds since this server last heard from the leader (0 on the leader), or
+        None when it has never heard from one."""
+        c = self.core
+        if c is None:
+            return None
+        if c.role is Role.LEADER:
+            return 0.0
+        contact = c._leader_contact
+        if contact == -float("inf"):
+            return None
+        return max(0.0, asyncio.get_running_loop().time() - contact)
+
     async def propose(self, command: Any, timeout_s: float = 10.0) -> Any:
         """Replicate ``command``; returns the state machine's result once it is committed
         and applied here, raises :class:`NotLeader`, or the state machine's refusal."""
+        if self.core is None:
+            raise NotLeader(None)
         self._next_request += 1
         rid = self._next_request
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
@@ -169,6 +344,20 @@ class RaftServer:
             return await asyncio.wait_for(fut, timeout_s)
         finally:
             self._futures.pop(rid, None)
+
+    def peer_addresses(self) -> list[str]:
+        """The RPC addresses of the voters, in configuration order."""
+        c = self.core
+        if c is None:
+            return []
+        return [self.addresses.get(v, "") for v in c.voters]
+
+    async def read_barrier(self, timeout_s: float) -> None:
+        """Return once this server has confirmed it leads and has applied every entry
+        committed before the call: a linearizable read may then use its state machine.
+        Raises :class:`NotLeader` otherwise. Done by committing an empty entry (a log
+        read, thesis §6.4's simplest correct form)."""
+        await self.propose(None, timeout_s)
 
     async def wait_leader(self, timeout_s: float) -> str | None:
         """The leader, waiting up to ``timeout_s`` for one to be known."""
@@ -181,13 +370,30 @@ class RaftServer:
                 await asyncio.wait_for(self._leader_changed.wait(), end - loop.time())
         return self.leader
 
+    async def wait_applied(self, index: int, timeout_s: float) -> bool:
+        """Wait until this server has applied ``index``; False on timeout."""
+        assert self._applied is not None
+        loop = asyncio.get_running_loop()
+        end = loop.time() + timeout_s
+        while self.core is not None and self.core.last_applied < index:
+            remaining = end - loop.time()
+            if remaining <= 0:
+                return False
+            self._applied.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._applied.wait(), remaining)
+        return self.core is not None
+
     # ------------------------------------------------------------------ the core
 
-    def _handle(self, event: Event) -> None:
+    def _handle(self, event: Event | None) -> None:
         core = self.core
         assert core is not None
-        core.handle(max(core.now, asyncio.get_running_loop().time()), event)
+        if event is not None:
+            core.handle(max(core.now, asyncio.get_running_loop().time()), event)
         pending: list[Any] = []
+        applied = False
+        leader_before = self.leader
         for eff in core.take_effects():
             if isinstance(eff, PersistState | PersistEntries):
                 pending.append(eff)
@@ -198,6 +404,7 @@ class RaftServer:
             if isinstance(eff, SendMessage):
                 self._send(eff.message)
             elif isinstance(eff, Applied):
+                applied = True
                 fut = self._futures.get(eff.request_id) if eff.request_id is not None else None
                 if fut is not None and not fut.done():
                     if eff.error is not None:
@@ -211,19 +418,24 @@ class RaftServer:
             elif isinstance(eff, LeaderElected):
                 self.leader = eff.leader
                 log.info("raft: %s leads term %d", eff.leader, eff.term)
-                if self._leader_changed is not None:
-                    self._leader_changed.set()
         if pending:
             self.disk.persist(pending)
         if core.leader is None:
             self.leader = None
+        if applied and self._applied is not None:
+            self._applied.set()
+        if self.leader != leader_before:
+            if self._leader_changed is not None:
+                self._leader_changed.set()
+            if self._on_leader is not None:
+                self._on_leader(self.leader)
         if self._wake is not None:
             self._wake.set()
 
     async def _timer(self) -> None:
         assert self._wake is not None and self.core is not None
         loop = asyncio.get_running_loop()
-        while True:
+        while self.core is not None:
             self._wake.clear()
             deadline = self.core.next_deadline()
             delay = 3600.0 if deadline is None else deadline - loop.time()
@@ -246,7 +458,7 @@ class RaftServer:
 
     async def _sender(self, peer: str) -> None:
         q = self._queues[peer]
-        call = self._channels[peer].unary_unary(
+        call = self.client.channel(self.addresses[peer]).unary_unary(
             DELIVER_METHOD, request_serializer=_identity, response_deserializer=_identity
         )
         while True:
@@ -257,7 +469,7 @@ class RaftServer:
             except grpc.aio.AioRpcError:
                 self.stats["send_dropped"] += 1
 
-    async def _deliver(self, request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+    async def _deliver(self, request: bytes) -> bytes:
         try:
             m = decode_message(request)
         except WireError:

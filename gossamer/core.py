@@ -36,6 +36,7 @@ __all__ = [
     "Effect",
     "Entropy",
     "Event",
+    "NoLeader",
     "TimerExpired",
     "TimerWheel",
     "counting",
@@ -43,6 +44,12 @@ __all__ = [
 
 Entropy = Callable[[int], bytes]
 """Returns n bytes of randomness: ``os.urandom`` in production, seeded in the simulator."""
+
+
+class NoLeader(Exception):
+    """There is no cluster leader to take a request (none elected yet, or leadership was
+    lost before the request committed). The HTTP API answers Consul's ``500 No cluster
+    leader``; callers may retry once a leader is known."""
 
 
 class Event:

@@ -13,7 +13,7 @@ import pytest
 
 from catalog import commands as C
 from catalog.store import StateStore
-from federation.aio import NotLeader, RaftServer
+from federation.aio import NotLeader, RaftServer, RPCClient, RPCServer
 from federation.raft import RaftConfig
 from gossamer.cluster import free_port
 
@@ -50,41 +50,55 @@ def test_three_servers_over_grpc_survive_losing_the_leader(tmp_path: Path) -> No
     ids = ["s1", "s2", "s3"]
     addrs = {i: f"127.0.0.1:{free_port()}" for i in ids}
 
-    def make(i: str) -> tuple[RaftServer, StateStore]:
+    rpcs: dict[str, tuple[RPCServer, RPCClient]] = {}
+
+    async def make(i: str) -> tuple[RaftServer, StateStore]:
         store = StateStore()
-        srv = RaftServer(i, addrs, addrs[i], str(tmp_path / f"{i}.db"), store, CFG,
+        rpc, client = RPCServer(addrs[i]), RPCClient()
+        srv = RaftServer(i, rpc, client, str(tmp_path / i / "raft.db"), store, CFG,
                          random.Random(i))  # fmt: skip
+        await rpc.start()
+        await srv.start()
+        if not srv.bootstrapped:
+            await srv.bootstrap(addrs)
+        rpcs[i] = (rpc, client)
         return srv, store
 
+    async def stop(i: str) -> None:
+        rpc, client = rpcs.pop(i)
+        await servers[i].close()
+        await rpc.close()
+        await client.close()
+
+    servers: dict[str, RaftServer] = {}
+    stores: dict[str, StateStore] = {}
+
     async def go() -> None:
-        servers: dict[str, RaftServer] = {}
-        stores: dict[str, StateStore] = {}
         try:
             for i in ids:
-                servers[i], stores[i] = make(i)
-                await servers[i].start()
+                servers[i], stores[i] = await make(i)
             lead = await servers["s1"].wait_leader(10.0)
             assert lead in ids
             for n in range(30):
                 await write(servers, f"k{n}", b"v")
             await converge(stores, "k29")
             # stop the leader; the other two elect a new one and keep acknowledging
-            await servers[lead].close()
+            await stop(lead)
             del servers[lead], stores[lead]
             for n in range(30, 40):
                 await write(servers, f"k{n}", b"v")
             new = next(s.id for s in servers.values() if s.core and s.core.leader == s.id)
             assert new != lead
             # the old leader restarts from its SQLite log and catches up
-            servers[lead], stores[lead] = make(lead)
-            await servers[lead].start()
+            servers[lead], stores[lead] = await make(lead)
+            assert servers[lead].core is not None and servers[lead].core.last_index > 0
             await converge(stores, "k39")
             assert [stores[lead].kv_get(f"k{n}").value is not None for n in range(40)] == [
                 True
             ] * 40
             assert servers[lead].stats["bad_messages"] == 0
         finally:
-            for s in servers.values():
-                await s.close()
+            for i in list(rpcs):
+                await stop(i)
 
     asyncio.run(go())
