@@ -49,6 +49,7 @@ from gossamer.agent import (
     uuid_to_index,
 )
 from gossamer.config import AgentConfig
+from gossamer.core import NoLeader
 from swim.coordinate import Coordinate
 from swim.events import KeyOp, KeyOperationCompleted, Member
 
@@ -96,6 +97,11 @@ class Request:
     body: bytes = b""
     query_all: dict[str, list[str]] = dc_field(default_factory=dict)
     """Every value of each query parameter, in order (Go's ``url.Values``)."""
+    origin: str = ""
+    """For a request forwarded by another agent over server RPC: the node name of the
+    agent it reached first ('' = this agent)."""
+    hops: int = 0
+    """How many times it has been forwarded."""
 
 
 class AgentAPI(Protocol):
@@ -138,6 +144,11 @@ class HTTPServer:
         self._server: asyncio.Server | None = None
         self._conns: set[asyncio.Task[Any]] = set()
         self.stats = {"requests": 0, "connections_refused": 0, "bad_requests": 0}
+        self.forward: Callable[[Request], Awaitable[tuple[int, dict[str, str], bytes] | None]]
+        self.forward = _answer_here
+        """Decides, for a routed request, whether another agent answers it (server RPC:
+        a client to a server, a follower to the leader); returns that answer, or None to
+        answer here. The agent sets it."""
         _register_agent_endpoints(self)
 
     def route(self, path: str, methods: dict[str, Handler]) -> None:
@@ -306,11 +317,20 @@ class HTTPServer:
                 raise HTTPError(
                     405, f"method {request.method} not allowed", {"Allow": ",".join(methods)}
                 )
+            forwarded = await self.forward(request)
+            if forwarded is not None:
+                return forwarded
             result = await handler(request, arg)
         except HTTPError as e:
             headers.update(e.headers)
             headers["Content-Type"] = "text/plain; charset=utf-8"
             return e.status, headers, e.message.encode()
+        except NoLeader:  # Consul's structs.ErrNoLeader
+            headers["Content-Type"] = "text/plain; charset=utf-8"
+            return 500, headers, b"No cluster leader"
+        except TimeoutError:  # a write that did not commit in time (raft.ErrEnqueueTimeout)
+            headers["Content-Type"] = "text/plain; charset=utf-8"
+            return 500, headers, b"timed out enqueuing operation"
         except Exception as e:  # one line for the client, the traceback for the log
             log.exception("HTTP %s %s failed", request.method, request.path)
             headers["Content-Type"] = "text/plain; charset=utf-8"
@@ -323,6 +343,10 @@ class HTTPServer:
             return result.status, headers, result.raw
         opts = orjson.OPT_INDENT_2 if "pretty" in request.query else 0
         return result.status, headers, orjson.dumps(result.body, option=opts)
+
+
+async def _answer_here(request: Request) -> None:
+    return None
 
 
 def _reason(status: int) -> bytes:

@@ -1356,7 +1356,9 @@ def register(srv: HTTPServer) -> None:
 
     def near(request: Request) -> str:
         source = request.query.get("near", "")
-        return str(agent.config.node_name) if source == "_agent" else source
+        if source == "_agent":  # the agent the request reached, not the server answering
+            return request.origin or str(agent.config.node_name)
+        return source
 
     def flt_list(flt: Any, items: list[Any]) -> list[Any]:
         if flt is None:
@@ -1754,7 +1756,8 @@ def register(srv: HTTPServer) -> None:
     async def status_peers(request: Request, _: str) -> Any:
         server = status_server(request)
         # the Raft configuration's servers; none (a nil slice, so null) before bootstrap
-        return [server.leader_addr] if server is not None else None
+        peers = server.peer_addresses() if server is not None else []
+        return peers or None
 
     srv.route("/v1/catalog/register", {"PUT": catalog_register})
     srv.route("/v1/catalog/deregister", {"PUT": catalog_deregister})

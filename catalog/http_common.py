@@ -8,7 +8,8 @@ Consul behaviour copied here (agent/http.go ``parseWait``, ``parseConsistency``,
   default 5 min, capped at 10 min, plus jitter). A bad value is 400 ``Invalid wait time``
   or ``Invalid index``.
 * ``?stale`` and ``?consistent`` together are 400 ``Cannot specify ?stale with
-  ?consistent, conflicting semantics.``. On one server both read the same store.
+  ?consistent, conflicting semantics.``. A server answers ``?stale`` from its own
+  replica; other reads reach the leader, and ``?consistent`` ones confirm it still leads.
 * ``?dc=`` naming another datacenter is 500 ``No path to datacenter`` until WAN
   federation exists.
 * Every read answers with ``X-Consul-Index`` (never 0), ``X-Consul-KnownLeader`` and
@@ -212,7 +213,7 @@ def read_headers(index: int, server: CatalogServer) -> dict[str, str]:
     return {
         "X-Consul-Index": str(max(index, 1)),
         "X-Consul-KnownLeader": "true" if server.known_leader else "false",
-        "X-Consul-LastContact": "0",
+        "X-Consul-LastContact": str(server.last_contact_ms()),
     }
 
 
@@ -229,7 +230,7 @@ async def blocking_read(
     opts = query_options(request, agent.config.datacenter)
     server = require_server(agent)
     flt = compile_filter_or_400(opts.filter) if opts.filter else None
-    r = await server.read(fn, opts.min_index, opts.wait_s)
+    r = await server.read(fn, opts.min_index, opts.wait_s, opts.consistent)
     headers = read_headers(r.index, server)
     if not_found is not None and not_found(r.value):
         return Response(raw=b"", status=404, headers=headers, content_type="text/plain")

@@ -231,7 +231,9 @@ def _register_kv(srv: HTTPServer) -> None:
             if "separator" in q:
                 sep = q["separator"]
             _check_dc(request, server)
-            r = await server.read(lambda s: s.kv_keys(key, sep), opts.min_index, opts.wait_s)
+            r = await server.read(
+                lambda s: s.kv_keys(key, sep), opts.min_index, opts.wait_s, opts.consistent
+            )
             headers = read_headers(r.index, server)
             if not r.value and key:
                 return _not_found(headers)
@@ -243,7 +245,7 @@ def _register_kv(srv: HTTPServer) -> None:
         fn: Callable[[StateStore], Read] = (
             (lambda s: s.kv_list(key)) if recurse else (lambda s: s.kv_get(key))
         )
-        r = await server.read(fn, opts.min_index, opts.wait_s)
+        r = await server.read(fn, opts.min_index, opts.wait_s, opts.consistent)
         headers = read_headers(r.index, server)
         entries = list(r.value) if recurse else ([r.value] if r.value is not None else [])
         if not entries:
@@ -508,7 +510,7 @@ def _register_txn(srv: HTTPServer) -> None:
             _parse(request, server)  # a read-only transaction takes the query options
             headers = {
                 "X-Consul-KnownLeader": "true" if server.known_leader else "false",
-                "X-Consul-LastContact": "0",
+                "X-Consul-LastContact": str(server.last_contact_ms()),
             }
         _check_dc(request, server)
         if not ops:
@@ -693,7 +695,9 @@ def _register_session(srv: HTTPServer) -> None:
 
     async def create(request: Request, _: str) -> Any:
         server = require_server(agent)
-        sess = _decode_session(request, agent.config.node_name)
+        # the session's default node is the agent the request reached (Consul's client
+        # fills it in before its RPC), not the server answering a forwarded request
+        sess = _decode_session(request, request.origin or agent.config.node_name)
         _check_dc(request, server)
         _validate_session(sess)
         sess["ID"] = str(uuid.uuid4())

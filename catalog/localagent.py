@@ -68,7 +68,7 @@ from gossamer.core import TimerExpired
 from gossamer.duration import format_duration
 
 if TYPE_CHECKING:
-    from catalog.server import CatalogServer
+    from catalog.server import CatalogAccess
     from gossamer.config import AgentConfig
 
 __all__ = ["AgentError", "LocalAgent", "ProbeRunner"]
@@ -127,7 +127,7 @@ class LocalAgent:
         config: AgentConfig,
         node_id: str,
         address: str,
-        server: Callable[[], CatalogServer | None],
+        server: Callable[[], CatalogAccess | None],
         *,
         rng: random.Random | None = None,
         cluster_size: Callable[[], int] = lambda: 1,
@@ -529,8 +529,7 @@ class LocalAgent:
             try:
                 if full:
                     node = self.config.node_name
-                    services = (await srv.read(lambda st: st.node_services(node))).value
-                    checks = (await srv.read(lambda st: st.node_checks(node))).value
+                    services, checks = await srv.node_state(node)
                     self.local.update_sync_state(services, checks)
                 for op in self.local.sync_changes(self._now()):
                     try:

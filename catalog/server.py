@@ -1,23 +1,29 @@
-"""The server half of the catalog on one node: the store's write path, blocking reads and
-session TTL timers.
+"""The server half of the catalog: the state store as Raft's state machine, the write
+path, blocking and consistent reads, and the leader's session TTL timers and tombstone
+reaping.
 
-This is the seam the federation issue replaces. Today a server that bootstraps alone
-(``-dev`` or ``-server -bootstrap-expect=1``) is its own leader: :meth:`CatalogServer.write`
-stamps the command with the wall-clock time, gives it the next index and applies it at
-once. Under Raft, ``write`` proposes the same command and returns the result when it is
-committed and applied; everything above it (the HTTP API, the agent's anti-entropy) and
-below it (the store) stays as it is.
+Every server holds a replica of the store. :class:`CatalogServer` is the state machine the
+Raft server applies committed commands to (:meth:`apply`, on every server, in log order);
+applying fires the watch hub, so blocking queries wake on followers as on the leader.
+:meth:`write` stamps a command with the proposer's wall-clock ``Now`` and, on the leader,
+proposes it and returns its result once committed and applied; on another server it
+hands the command to ``forward_apply`` (the agent sends it to the leader over server
+RPC). Without a Raft server attached (the in-process endpoint tests) the server applies
+commands itself, as a cluster of one would.
 
 Reads follow Consul's blocking-query loop (agent/consul/rpc.go ``blockingQuery``): with
 ``?index=N`` the read is answered as soon as its index moves past N, or when the wait
 (default 5 min, at most 10 min, plus up to wait/16 of random jitter so that many clients
 do not come back at once) runs out, whichever is first. A change wakes only the reads
-whose watch keys it touched (:mod:`catalog.watch`).
+whose watch keys it touched (:mod:`catalog.watch`). A ``consistent`` read first confirms
+leadership and waits until everything committed before it is applied (Raft's ReadIndex).
 
-Session TTLs live on the leader, as in Consul (agent/consul/session_ttl.go): a session
-with a TTL is destroyed, through an ordinary ``session-destroy`` command, when it has not
-been renewed for twice its TTL (``SessionTTLMultiplier``). :class:`SessionTimers` is the
-sans-IO bookkeeping; the driver loop here sleeps until its next deadline.
+Leader duties, as Consul's establishLeadership: once the leader has applied an entry of
+its own term (so its store holds every committed write), it starts the session TTL timers
+for every session in the store and the tombstone reaper; it stops them when it loses
+leadership. A session with a TTL is destroyed, through an ordinary ``session-destroy``
+command, when it has not been renewed for twice its TTL (``SessionTTLMultiplier``).
+:class:`SessionTimers` is the sans-IO bookkeeping.
 """
 
 from __future__ import annotations
@@ -29,8 +35,10 @@ import heapq
 import logging
 import random
 import time
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
+
+import msgpack
 
 from catalog import commands as C
 from catalog.store import CommandRejected, Read, StateStore
@@ -98,34 +106,102 @@ class SessionTimers:
             out.append(sid)
 
 
+class Replicator(Protocol):
+    """What the catalog needs from its Raft server (federation.aio.RaftServer)."""
+
+    leader: str | None
+
+    @property
+    def is_leader(self) -> bool: ...
+    @property
+    def leader_address(self) -> str | None: ...
+    def leader_ready(self) -> bool: ...
+    def last_contact_s(self) -> float | None: ...
+    def peer_addresses(self) -> list[str]: ...
+    async def propose(self, command: Any, timeout_s: float = 10.0) -> Any: ...
+    async def read_barrier(self, timeout_s: float) -> None: ...
+
+
+class CatalogAccess(Protocol):
+    """What an agent's anti-entropy needs from the servers: the catalog's view of a node,
+    and a way to write. A server implements it itself; the agent adapts server RPC to it
+    on clients and followers."""
+
+    async def node_state(self, node: str) -> tuple[Any, Any]: ...
+    async def write(self, command: dict[str, Any], timeout_s: float = 10.0) -> Any: ...
+
+
+ForwardApply = Callable[[dict[str, Any]], Awaitable[Any]]
+
+
 class CatalogServer:
     """See the module docstring."""
 
     def __init__(
         self,
         datacenter: str,
-        leader_addr: str,
+        leader_addr: str = "",
         clock: Callable[[], float] = time.time,
         rng: random.Random | None = None,
     ) -> None:
         self.datacenter = datacenter
-        self.leader_addr = leader_addr
-        """``ip:port`` of the leader's server RPC, as /v1/status/leader shows it."""
+        self._standalone_addr = leader_addr
         self.store = StateStore()
         self.hub: WatchHub[asyncio.Future[None]] = WatchHub()
         self.sessions = SessionTimers()
+        self.raft: Replicator | None = None
+        self.forward_apply: ForwardApply | None = None
+        """Sends a command to the leader (set by the agent); used when this server does
+        not lead."""
+        self.on_leadership: Callable[[bool], None] | None = None
+        """Told True once this server has established leadership, False when it lost it
+        (the agent starts and stops its leader loops: membership reconcile)."""
         self._clock = clock
         self._rng = rng or random.Random()
         self._timer_task: asyncio.Task[None] | None = None
         self._reap_task: asyncio.Task[None] | None = None
+        self._leader_task: asyncio.Task[None] | None = None
         self._tombstones: collections.deque[tuple[float, int]] = collections.deque()
         """(time, index) of applied commands that left tombstones, oldest first."""
         self._timer_wake: asyncio.Event | None = None
+        self._leading = True
+        """Leadership established; a server with no Raft attached leads alone."""
+        self._started = False
         self.stats = {"writes": 0, "rejected": 0, "blocking_reads": 0, "wakeups": 0}
+
+    def attach(self, raft: Replicator, forward_apply: ForwardApply) -> None:
+        """Replicate through ``raft``; commands on a follower go to ``forward_apply``."""
+        self.raft = raft
+        self.forward_apply = forward_apply
+        self._leading = False
 
     @property
     def known_leader(self) -> bool:
-        return True
+        return self.raft is None or self.raft.leader is not None
+
+    @property
+    def leader_addr(self) -> str:
+        """``ip:port`` of the leader's server RPC, as /v1/status/leader shows it ('' when
+        there is none)."""
+        if self.raft is None:
+            return self._standalone_addr
+        return self.raft.leader_address or ""
+
+    @property
+    def is_leader(self) -> bool:
+        return self.raft is None or self.raft.is_leader
+
+    @property
+    def leading(self) -> bool:
+        """Leadership is established: the leader's duties are running."""
+        return self._leading
+
+    def last_contact_ms(self) -> int:
+        """X-Consul-LastContact: milliseconds since this server heard from the leader."""
+        if self.raft is None:
+            return 0
+        s = self.raft.last_contact_s()
+        return 0 if s is None else int(s * 1000)
 
     def now(self) -> float:
         return self._clock()
@@ -134,58 +210,154 @@ class CatalogServer:
 
     async def start(self) -> None:
         self._timer_wake = asyncio.Event()
+        self._started = True
+        if self.raft is None:
+            self._start_duties()
+
+    async def close(self) -> None:
+        self._started = False
+        for task in (self._leader_task,):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(BaseException):
+                    await task
+        self._leader_task = None
+        await self._revoke()
+        for fut in self.hub.fire_all():
+            if not fut.done():
+                fut.set_result(None)
+
+    def leader_changed(self, leader: str | None) -> None:
+        """The Raft server's leader changed (its ``on_leader`` callback)."""
+        if not self._started or self.raft is None:
+            return
+        if self.raft.is_leader:
+            if self._leader_task is None or self._leader_task.done():
+                self._leader_task = asyncio.ensure_future(self._become_leader())
+        elif self._leading:
+            self._leader_task = asyncio.ensure_future(self._revoke())
+
+    async def _become_leader(self) -> None:
+        """Wait for the leader barrier (an entry of this term applied), then take on the
+        leader's duties; give up if leadership goes first."""
+        assert self.raft is not None
+        loop = asyncio.get_running_loop()
+        end = loop.time() + 60.0
+        while self.raft.is_leader and not self.raft.leader_ready() and loop.time() < end:
+            await asyncio.sleep(0.01)
+        if self.raft.is_leader and self.raft.leader_ready() and not self._leading:
+            self._establish()
+
+    def _establish(self) -> None:
+        """Consul's establishLeadership: session timers for every session in the store
+        (each gets a full TTL from now), the reaper, and the agent's leader loops."""
+        self._leading = True
+        now = self._clock()
+        for sid, sess in self.store.sessions.items():
+            ttl = sess.get("TTL") or ""
+            if ttl and parse_duration(ttl) > 0:
+                self.sessions.reset(sid, parse_duration(ttl), now)
+        # tombstones applied before we led: reap them a full TTL from now
+        if self.store.index:
+            self._tombstones.append((now, self.store.index))
+        self._start_duties()
+        log.info("catalog: leadership established at index %d", self.store.index)
+        if self.on_leadership is not None:
+            self.on_leadership(True)
+
+    def _start_duties(self) -> None:
         self._timer_task = asyncio.ensure_future(self._session_loop())
         self._reap_task = asyncio.ensure_future(self._reap_loop())
 
-    async def close(self) -> None:
+    async def _revoke(self) -> None:
+        was = self._leading
+        self._leading = False
         for task in (self._timer_task, self._reap_task):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(BaseException):
                     await task
         self._timer_task = self._reap_task = None
-        for fut in self.hub.fire_all():
-            if not fut.done():
-                fut.set_result(None)
+        self.sessions = SessionTimers()
+        self._tombstones.clear()
+        if was:
+            log.info("catalog: leadership lost")
+            if self.on_leadership is not None:
+                self.on_leadership(False)
 
-    # ------------------------------------------------------------------ writes
+    # ------------------------------------------------------------------ the state machine
 
-    async def write(self, command: dict[str, Any]) -> Any:
-        """Apply ``command`` as the leader; returns its result or raises
-        :class:`CommandRejected`. The command's ``Now`` is stamped here."""
-        command["Now"] = self._clock()
-        return self._apply(command)
-
-    def _apply(self, command: dict[str, Any]) -> Any:
+    def apply(self, index: int, command: Any) -> Any:
+        """Raft's state machine: apply a committed command at its log index (every server,
+        in order). Raises :class:`CommandRejected` with the store unchanged."""
         store = self.store
         self.stats["writes"] += 1
+        result: Any = None
         try:
-            result = store.apply(store.index + 1, command)
+            result = store.apply(index, command)
         except CommandRejected:
             self.stats["rejected"] += 1
             raise
         finally:
             changed = store.take_changes()
-            if ("table", "tombstones") in changed:
+            if ("table", "tombstones") in changed and self._leading:
                 self._tombstones.append((self._clock(), store.index))
             if changed:
                 for fut in self.hub.fire(changed):
                     if not fut.done():
                         self.stats["wakeups"] += 1
                         fut.set_result(None)
-        self._after_apply(command, result)
-        return result
-
-    def _after_apply(self, command: dict[str, Any], result: Any) -> None:
-        op = command.get("Op")
-        if op == C.OP_SESSION_CREATE:
+            destroyed = store.take_destroyed_sessions()
+            for sid in destroyed:
+                self.sessions.cancel(sid)
+        if self._leading and command.get("Op") == C.OP_SESSION_CREATE:
             ttl = command["Session"].get("TTL") or ""
             if ttl and parse_duration(ttl) > 0:
                 self.sessions.reset(result, parse_duration(ttl), self._clock())
                 self._poke()
-        # sessions destroyed for any reason (destroy, a failed check, a deleted node)
-        for sid in self.store.take_destroyed_sessions():
-            self.sessions.cancel(sid)
+        return result
+
+    def snapshot(self) -> bytes:
+        return bytes(msgpack.packb(self.store.snapshot(), use_bin_type=True))
+
+    def restore(self, data: bytes) -> None:
+        self.store.restore(msgpack.unpackb(data, raw=False, strict_map_key=False))
+        self.store.take_changes()
+        self.store.take_destroyed_sessions()
+        for fut in self.hub.fire_all():
+            if not fut.done():
+                fut.set_result(None)
+
+    # ------------------------------------------------------------------ writes
+
+    async def write(self, command: dict[str, Any], timeout_s: float = 10.0) -> Any:
+        """Replicate ``command``; returns its result or raises :class:`CommandRejected`
+        (or the replicator's NotLeader when there is no leader to take it). The
+        command's ``Now`` is stamped here."""
+        command["Now"] = self._clock()
+        if self.raft is None:
+            return self.apply(self.store.index + 1, command)
+        if self.raft.is_leader:
+            return await self.raft.propose(command, timeout_s)
+        assert self.forward_apply is not None
+        return await self.forward_apply(command)
+
+    async def consistent(self, timeout_s: float = 7.0) -> None:
+        """Block until this leader has confirmed it still leads and applied everything
+        committed before now (Consul's consistentRead / Raft's ReadIndex)."""
+        if self.raft is not None:
+            await self.raft.read_barrier(timeout_s)
+
+    async def node_state(self, node: str) -> tuple[Any, Any]:
+        """The catalog's services and checks of ``node`` (anti-entropy's full sync), read
+        here: the agent routes the call to the leader first."""
+        return self.store.node_services(node).value, self.store.node_checks(node).value
+
+    def peer_addresses(self) -> list[str]:
+        """The RPC addresses of the servers in the Raft configuration."""
+        if self.raft is None:
+            return [self._standalone_addr]
+        return self.raft.peer_addresses()
 
     def renew_session(self, session_id: str) -> dict[str, Any] | None:
         """Consul's Session.Renew: the session, its TTL timer reset; None when unknown."""
@@ -218,8 +390,8 @@ class CatalogServer:
                 log.info("session %s expired (TTL), destroying it", sid)
                 try:
                     await self.write(C.session_destroy(0.0, sid))
-                except CommandRejected as e:  # pragma: no cover - destroy never rejects
-                    log.error("destroying expired session %s: %s", sid, e)
+                except Exception as e:  # lost leadership, a timeout: the next leader
+                    log.error("destroying expired session %s: %s", sid, e)  # re-arms it
 
     def reap_due(self) -> int:
         """The highest index whose tombstones are older than TOMBSTONE_TTL_S, or 0."""
@@ -234,7 +406,11 @@ class CatalogServer:
             await asyncio.sleep(TOMBSTONE_SWEEP_S)
             index = self.reap_due()
             if index:
-                await self.write(C.tombstone_reap(0.0, index))
+                try:
+                    await self.write(C.tombstone_reap(0.0, index))
+                except Exception as e:  # retried at the next sweep, or by the next leader
+                    log.warning("reaping tombstones up to %d: %s", index, e)
+                    self._tombstones.appendleft((self._clock() - TOMBSTONE_TTL_S, index))
 
     # ------------------------------------------------------------------ reads
 
@@ -248,9 +424,13 @@ class CatalogServer:
         fn: Callable[[StateStore], Read],
         min_index: int = 0,
         wait_s: float | None = None,
+        consistent: bool = False,
     ) -> Read:
         """Run ``fn`` on the store; with ``min_index`` > 0, block until its index passes
-        ``min_index`` or the wait runs out (Consul's blockingQuery)."""
+        ``min_index`` or the wait runs out (Consul's blockingQuery). ``consistent`` first
+        confirms leadership (:meth:`consistent`), before each run of ``fn``."""
+        if consistent:
+            await self.consistent()
         r = fn(self.store)
         if min_index <= 0 or r.index > min_index:
             return r
@@ -270,5 +450,7 @@ class CatalogServer:
                 pass
             finally:
                 self.hub.discard(fut, keys)
+            if consistent:
+                await self.consistent()
             r = fn(self.store)
         return r

@@ -53,6 +53,11 @@ def agent_tags(config: AgentConfig, node_id: str, server_port: int = 8300) -> di
     }
     if config.server:
         tags["port"] = str(server_port)
+        tags["raft_vsn"] = "3"
+        if config.dev or config.bootstrap_expect == 1:
+            tags["bootstrap"] = "1"
+        elif config.bootstrap_expect:
+            tags["expect"] = str(config.bootstrap_expect)
     return tags
 
 

@@ -36,8 +36,12 @@ from catalog import commands, http_agent, http_catalog, http_kv
 from catalog.aio import HTTPServer
 from catalog.localagent import LocalAgent
 from catalog.reconcile import reconcile_member, reconcile_reaped
-from catalog.server import CatalogServer
+from catalog.server import CatalogAccess, CatalogServer
 from catalog.store import SERF_CHECK_ID, CommandRejected
+from federation.aio import RaftServer, RPCClient, RPCServer
+from federation.bootstrap import bootstrap_plan
+from federation.disk import DiskCorrupt
+from federation.raft import RaftConfig
 from gossamer import __version__, goregexp
 from gossamer.agent import (
     CONSUL_EVENT_PREFIX,
@@ -48,6 +52,7 @@ from gossamer.agent import (
     validate_event_name,
 )
 from gossamer.config import AgentConfig, ConfigError
+from gossamer.rpc import RemoteCatalog, ServerCatalog, ServerRPC
 from swim.aio import GossipDriver
 from swim.config import SwimConfig
 from swim.coordinate import Coordinate
@@ -181,20 +186,57 @@ class Agent:
         self.http: HTTPServer | None = None
         self.local: LocalAgent | None = None
         self.catalog: CatalogServer | None = None
-        """The state store's write path and blocking reads, on servers. A server that
-        bootstraps alone (-dev, -bootstrap-expect=1) leads at once; larger clusters wait
-        for Raft (the federation issue), and clients for server RPC."""
-        if config.server and (config.dev or config.bootstrap_expect == 1):
-            self.catalog = CatalogServer(
-                config.datacenter, f"{self.advertise}:{config.server_port}"
+        """On servers: the state store, Raft's state machine, with its write path and
+        blocking reads. Clients reach a server's over server RPC."""
+        self.rpc_client = RPCClient()
+        self.rpc_server: RPCServer | None = None
+        self.raft: RaftServer | None = None
+        if config.server:
+            self.catalog = CatalogServer(config.datacenter, self.server_address)
+            self.rpc_server = RPCServer(f"{_host(config.bind_addr)}:{config.server_port}")
+            self.raft = RaftServer(
+                self.node_id,
+                self.rpc_server,
+                self.rpc_client,
+                self._raft_path(),
+                self.catalog,
+                raft_config(config),
+                random.Random(seed ^ 0x5AF7),
+                on_leader=self.catalog.leader_changed,
             )
+        self.server_rpc = ServerRPC(
+            config.node_name,
+            config.datacenter,
+            self.serf.member_list,
+            self.rpc_client,
+            random.Random(seed ^ 0x59C),
+            self.catalog,
+            self.raft,
+        )
+        access: CatalogAccess
+        if self.catalog is not None and self.raft is not None and self.rpc_server is not None:
+            self.catalog.attach(self.raft, self.server_rpc.apply)
+            self.catalog.on_leadership = self._on_leadership
+            self.server_rpc.register(self.rpc_server)
+            access = ServerCatalog(self.server_rpc, self.catalog)
+        else:
+            access = RemoteCatalog(self.server_rpc)
+
+        def catalog_access() -> CatalogAccess | None:
+            # no server in gossip yet: anti-entropy waits quietly instead of failing
+            if self.catalog is None and not self.server_rpc.servers():
+                return None
+            return access
+
         self.local = LocalAgent(
             config,
             self.node_id,
             self.advertise,
-            lambda: self.catalog,
+            catalog_access,
             cluster_size=lambda: len(self.serf.members),
         )
+        self._bootstrap_task: asyncio.Task[None] | None = None
+        self._members_changed = asyncio.Event()
         self.stopped = asyncio.Event()
         self.exit_code = 0
         self._leaving = False
@@ -206,6 +248,16 @@ class Agent:
         self._catalog_task: asyncio.Task[None] | None = None
 
     # ------------------------------------------------------------------ data dir
+
+    @property
+    def server_address(self) -> str:
+        """``ip:port`` of this server's RPC, as other servers and /v1/status show it."""
+        return f"{_host(self.advertise)}:{self.config.server_port}"
+
+    def _raft_path(self) -> str:
+        if self.config.dev or self.config.data_dir is None:
+            return ":memory:"  # -dev keeps nothing, as Consul's in-memory dev mode
+        return os.path.join(self.config.data_dir, "raft", "raft.db")
 
     def _path(self, *parts: str) -> str | None:
         if self.config.data_dir is None:
@@ -270,14 +322,34 @@ class Agent:
                 f"Failed to start the LAN gossip on {cfg.bind_addr}:{cfg.serf_lan_port}: "
                 f"{e.strerror or e}"
             ) from None
-        if self.catalog is not None:
-            await self.catalog.start()
-            self._reconcile_wake = asyncio.Event()
-            self._catalog_task = asyncio.ensure_future(self._catalog_loop())
-        assert self.local is not None
-        await self.local.start()
+        if self.rpc_server is not None:
+            try:
+                await self.rpc_server.start()
+            except (OSError, RuntimeError) as e:
+                await self.driver.close()
+                raise StartError(
+                    f"Failed to start the server RPC on {self.rpc_server.bind}: {e}"
+                ) from None
         self.http = HTTPServer(self, cfg.client_addr, cfg.http_port)
         register_endpoints(self.http)
+        self.http.forward = self.server_rpc.route
+        self.server_rpc.handle_http = self.http.handle
+        if self.catalog is not None and self.raft is not None:
+            self._reconcile_wake = asyncio.Event()
+            await self.catalog.start()
+            try:
+                await self.raft.start()
+            except (ValueError, OSError, DiskCorrupt) as e:
+                await self.driver.close()
+                raise StartError(f"Failed to start Raft: {e}") from None
+            if self.raft.bootstrapped:
+                log.info("raft: starting from the state in %s", self._raft_path())
+            elif cfg.dev or cfg.bootstrap_expect == 1:
+                await self.raft.bootstrap({self.node_id: self.server_address})
+            elif cfg.bootstrap_expect > 1:
+                self._bootstrap_task = asyncio.ensure_future(self._bootstrap_loop())
+        assert self.local is not None
+        await self.local.start()
         try:
             await self.http.start()
         except OSError as e:
@@ -308,12 +380,18 @@ class Agent:
             await self.http.close()
         if self.local is not None:
             await self.local.close()
-        if self._catalog_task is not None:
-            self._catalog_task.cancel()
-            with contextlib.suppress(BaseException):
-                await self._catalog_task
+        for task in (self._catalog_task, self._bootstrap_task):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(BaseException):
+                    await task
         if self.catalog is not None:
             await self.catalog.close()
+        if self.raft is not None:
+            await self.raft.close()
+        if self.rpc_server is not None:
+            await self.rpc_server.close()
+        await self.rpc_client.close()
         if self.driver is not None:
             await self.driver.close()
         log.info("shutdown complete")
@@ -367,9 +445,69 @@ class Agent:
     """Consul's ReconcileInterval: a full pass that repairs the catalog's view of members."""
     COORDINATE_INTERVAL_S = 15.0
 
+    def _on_leadership(self, leading: bool) -> None:
+        """The catalog established (or lost) leadership: run the leader's loop only then
+        (Consul's leaderLoop)."""
+        if leading:
+            if self._catalog_task is None or self._catalog_task.done():
+                self._reconcile_queue = []
+                self._catalog_task = asyncio.ensure_future(self._catalog_loop())
+        elif self._catalog_task is not None:
+            self._catalog_task.cancel()
+            self._catalog_task = None
+
+    async def _bootstrap_loop(self) -> None:
+        """Consul's maybeBootstrap, on every membership change until it is done (rules in
+        federation/bootstrap.py)."""
+        assert self.raft is not None
+        cfg = self.config
+        said = ""
+        while not self.raft.bootstrapped:
+            plan = bootstrap_plan(
+                self.serf.member_list(), cfg.datacenter, cfg.bootstrap_expect, self.node_id
+            )
+            if plan.ready:
+                servers = {s.id: s.address for s in plan.servers}
+                verdict = await self._peers_agree(plan.servers, servers)
+                if verdict == "existing":
+                    log.info("Existing Raft peers reported by server, disabling bootstrap mode")
+                    return
+                if verdict == "ok" and not self.raft.bootstrapped:
+                    log.info(
+                        "Found expected number of peers, attempting bootstrap: %s",
+                        ",".join(servers.values()),
+                    )
+                    await self.raft.bootstrap(servers)
+                    return
+            elif plan.reason != said:
+                (log.error if plan.conflict else log.info)("bootstrap: %s", plan.reason)
+                said = plan.reason
+            self._members_changed.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._members_changed.wait(), 1.0)
+
+    async def _peers_agree(self, servers: Any, config: dict[str, str]) -> str:
+        """Ask every other server for its Raft state: "ok" when none has any, or each has
+        exactly the configuration we would bootstrap (it got there first); "existing" when
+        one belongs to a cluster already; "retry" when one could not be asked."""
+        for s in servers:
+            if s.id == self.node_id:
+                continue
+            try:
+                resp = await self.server_rpc.query_at(s.address, "raft_stats", 2.0)
+            except Exception as e:
+                log.warning("Failed to confirm peer status for %s: %s", s.name, e)
+                return "retry"
+            value = resp.value if isinstance(resp.value, dict) else {}
+            if value.get("Servers") and value.get("Servers") != config:
+                return "existing"
+            if not value.get("Servers") and resp.index > 0:
+                return "existing"
+        return "ok"
+
     def _reconcile_soon(self, member: Member | None = None, reaped: str | None = None) -> None:
         """Queue a reconcile of one member (or, with neither argument, of all)."""
-        if self.catalog is None:
+        if self.catalog is None or not self.catalog.leading:
             return
         self._reconcile_queue.append((member, reaped))
         if self._reconcile_wake is not None:
@@ -441,6 +579,7 @@ class Agent:
 
     def _on_event(self, eff: Any) -> None:
         if isinstance(eff, MemberJoined | MemberFailed | MemberLeft | MemberUpdated):
+            self._members_changed.set()
             self._reconcile_soon(eff.member)
         elif isinstance(eff, MemberReaped):
             self._reconcile_soon(reaped=eff.member.name)
@@ -574,18 +713,24 @@ class Agent:
 
     def _consul_stats(self) -> dict[str, str]:
         """Consul's Stats()["consul"]; ``leader_addr`` equals /v1/status/leader."""
-        if self.catalog is None:
-            return {"server": str(self.config.server).lower(), "known_servers": "0"}
+        if self.catalog is None or self.raft is None:
+            return {
+                "server": str(self.config.server).lower(),
+                "known_servers": str(len(self.server_rpc.servers())),
+            }
         store = self.catalog.store
+        core = self.raft.core
         return {
             "server": "true",
-            "leader": "true",
+            "leader": str(self.raft.is_leader).lower(),
             "leader_addr": self.catalog.leader_addr,
-            "bootstrap": "true",
+            "bootstrap": str(self.config.bootstrap_expect == 1 or self.config.dev).lower(),
             "known_datacenters": "1",
-            "known_servers": "1",
-            "last_log_index": str(store.index),
-            "applied_index": str(store.index),
+            "known_servers": str(len(self.server_rpc.servers())),
+            "last_log_index": str(core.last_index if core is not None else 0),
+            "commit_index": str(core.commit_index if core is not None else 0),
+            "applied_index": str(core.last_applied if core is not None else 0),
+            "term": str(core.term if core is not None else 0),
             "catalog_nodes": str(len(store.nodes)),
             "kv_entries": str(len(store.kv)),
             "sessions": str(len(store.sessions)),
@@ -759,3 +904,15 @@ def run_agent(config: AgentConfig) -> int:
     except (StartError, ConfigError) as e:
         print(f"==> {e}", file=sys.stderr)
         return 1
+
+
+def raft_config(config: AgentConfig) -> RaftConfig:
+    """The Raft timing for this agent: ``-raft-timing=low-latency`` (and ``-dev``) elect in
+    a few hundred milliseconds on a good network; the default tolerates slower ones."""
+    if config.dev or config.raft_timing == "low-latency":
+        return RaftConfig.low_latency()
+    return RaftConfig()
+
+
+def _host(addr: str) -> str:
+    return f"[{addr}]" if ":" in addr else addr

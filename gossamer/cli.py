@@ -1091,6 +1091,7 @@ _AGENT_FIELDS = {
     "enable-script-checks": "enable_script_checks",
     "bootstrap-expect": "bootstrap_expect",
     "server-port": "server_port",
+    "raft-timing": "raft_timing",
 }
 
 
@@ -1473,6 +1474,12 @@ Usage: gossamer agent [options]
                 "before electing a leader.",
             ),
             Flag("server-port", FlagKind.INT, "Sets the server RPC port to listen on."),
+            Flag(
+                "raft-timing",
+                FlagKind.STRING,
+                "Raft's timing preset: default (1s election timeout) or low-latency "
+                "(300ms), for fast failover on a good network.",
+            ),
             Flag(
                 "enable-script-checks",
                 FlagKind.BOOL,

@@ -69,6 +69,9 @@ class AgentConfig:
     leader at once. Needs ``server``."""
     server_port: int = DEFAULT_SERVER_PORT
     """Server RPC port, gossiped in the ``port`` tag."""
+    raft_timing: str = "default"
+    """Raft's timing preset: ``default`` (1 s election timeout, 100 ms heartbeats) or
+    ``low-latency`` (300 ms / 50 ms), federation.raft.RaftConfig."""
 
     def validate(self) -> None:
         if not self.node_name:
@@ -96,6 +99,10 @@ class AgentConfig:
             raise ConfigError("-bootstrap-expect cannot be negative")
         if self.bootstrap_expect and not self.server:
             raise ConfigError("Bootstrap-expect mode can only be used with server mode")
+        if self.raft_timing not in ("default", "low-latency"):
+            raise ConfigError(
+                f"Invalid -raft-timing: {self.raft_timing!r} (use default or low-latency)"
+            )
         if not 0 < self.server_port < 65536:
             raise ConfigError(f"Invalid -server-port: {self.server_port}")
 

@@ -67,8 +67,8 @@ def test_alive_members_are_registered_with_passing_serf_health(
     assert server.get("/v1/catalog/services")["consul"] == []
     consul = server.get("/v1/catalog/service/consul")
     assert [(s["Node"], s["ServicePort"]) for s in consul] == [("s1", 8300)]
-    # a client has no server RPC yet: catalog reads say so, in Consul's words
-    assert c1.put("/v1/catalog/nodes", method="GET") == (500, "No known Consul servers")
+    # a client reads the catalog through its server, over server RPC
+    assert catalog_nodes(c1) == catalog_nodes(server)
 
 
 def test_killed_member_turns_critical_and_loses_its_locks_then_leave_deregisters(

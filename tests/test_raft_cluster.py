@@ -1,0 +1,234 @@
+"""Server clusters with real processes on 127.0.0.1 (issue 5): three servers find each
+other in LAN gossip and bootstrap Raft at ``-bootstrap-expect=3``; a client agent and the
+followers forward to the leader over gRPC; and a writer's acknowledged writes survive the
+leader being SIGKILLed and restarted, twice: afterwards each one is readable with
+``?consistent`` from every server. Processes are stopped by PID; every wait is bounded."""
+
+from __future__ import annotations
+
+import json
+import signal
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+
+import pytest
+
+from gossamer.cluster import Cluster, GossamerAgent, cluster, free_port, wait_for
+
+pytestmark = pytest.mark.integration
+
+SERVERS = ("s1", "s2", "s3")
+
+
+def start_servers(c: Cluster, n: int = 3) -> list[GossamerAgent]:
+    first: GossamerAgent | None = None
+    out = []
+    for name in SERVERS[:n]:
+        join = [first.gossip_addr] if first is not None else []
+        agent = c.gossamer(
+            name,
+            join=join,
+            extra=["-server", f"-bootstrap-expect={n}", f"-server-port={free_port()}"],
+        )
+        first = first or agent
+        out.append(agent)
+    return out
+
+
+def leader_of(a: GossamerAgent) -> str:
+    try:
+        return str(a.get("/v1/status/leader", timeout_s=2.0))
+    except (OSError, ValueError):
+        return ""
+
+
+def server_port(a: GossamerAgent) -> str:
+    return str(a.members()[a.name]["Tags"]["port"])
+
+
+def leader_agent(agents: list[GossamerAgent]) -> GossamerAgent:
+    """The live agent whose server RPC address every live server names as leader."""
+    live = [a for a in agents if a.alive()]
+    ports = {server_port(a): a for a in live}
+    found: list[GossamerAgent] = []
+
+    def agreed() -> bool:
+        seen = {leader_of(a) for a in live}
+        if len(seen) != 1:
+            return False
+        port = next(iter(seen)).rpartition(":")[2]
+        if port not in ports:
+            return False  # still the dead leader, or none yet
+        found[:] = [ports[port]]
+        return True
+
+    wait_for(agreed, 30.0, what="every live server to agree on a live leader")
+    return found[0]
+
+
+def raw_get(a: GossamerAgent, path: str) -> tuple[int, dict[str, str], bytes]:
+    try:
+        with urllib.request.urlopen(f"http://{a.http_addr}{path}", timeout=10.0) as r:
+            return r.status, dict(r.headers), r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, dict(e.headers), e.read()
+
+
+@pytest.fixture(scope="module")
+def dc() -> Iterator[tuple[Cluster, list[GossamerAgent], GossamerAgent]]:
+    with cluster() as c:
+        servers = start_servers(c)
+        client = c.gossamer("c1", join=[servers[0].gossip_addr])
+        try:
+            leader_agent(servers)
+            wait_for(
+                lambda: {n["Node"] for n in servers[0].get("/v1/catalog/nodes")}
+                == {"s1", "s2", "s3", "c1"},
+                30.0,
+                what="the leader to register every member",
+            )
+        except TimeoutError:
+            pytest.fail(c.logs())
+        yield c, servers, client
+
+
+def test_servers_bootstrap_from_gossip_and_agree_on_peers(
+    dc: tuple[Cluster, list[GossamerAgent], GossamerAgent],
+) -> None:
+    _, servers, client = dc
+    peers = {tuple(sorted(a.get("/v1/status/peers"))) for a in servers}
+    assert len(peers) == 1
+    ports = sorted(server_port(a) for a in servers)
+    assert sorted(p.rsplit(":", 1)[1] for p in next(iter(peers))) == ports
+    # the client asks a server, so it knows the same leader
+    assert leader_of(client) == leader_of(servers[0])
+    # every server carries the consul service, registered by the leader's reconcile
+    consul = servers[0].get("/v1/catalog/service/consul")
+    assert sorted(s["Node"] for s in consul) == ["s1", "s2", "s3"]
+
+
+def test_writes_from_followers_and_clients_reach_every_replica(
+    dc: tuple[Cluster, list[GossamerAgent], GossamerAgent],
+) -> None:
+    _, servers, client = dc
+    lead = leader_agent(servers)
+    followers = [a for a in servers if a is not lead]
+    for a in (*followers, client):
+        assert a.put(f"/v1/kv/origin/{a.name}", f"from {a.name}") == (200, "true")
+    for a in (*servers, client):
+        keys = a.get("/v1/kv/origin/?keys&consistent")
+        assert keys == sorted(f"origin/{x.name}" for x in (*followers, client))
+    # a stale read is answered by the follower itself, and says how stale
+    status, headers, body = raw_get(followers[0], "/v1/kv/origin/c1?stale")
+    assert status == 200 and json.loads(body)[0]["Key"] == "origin/c1"
+    assert headers["X-Consul-KnownLeader"] == "true"
+    assert int(headers["X-Consul-LastContact"]) < 5000
+
+
+def test_forwarded_requests_keep_the_node_they_reached(
+    dc: tuple[Cluster, list[GossamerAgent], GossamerAgent],
+) -> None:
+    _, servers, client = dc
+    # a session's default node is the agent the request reached, not the leader
+    status, text = client.put("/v1/session/create", {"Name": "from-client"})
+    assert status == 200, text
+    sid = json.loads(text)["ID"]
+    info = servers[0].get(f"/v1/session/info/{sid}?consistent")
+    assert info[0]["Node"] == "c1"
+    assert client.put(f"/v1/session/destroy/{sid}") == (200, "true")
+
+
+def test_a_blocking_query_on_a_client_wakes_on_a_write_through_another_server(
+    dc: tuple[Cluster, list[GossamerAgent], GossamerAgent],
+) -> None:
+    _, servers, client = dc
+    assert servers[1].put("/v1/kv/block", "one")[0] == 200
+    _, headers, _ = raw_get(client, "/v1/kv/block")
+    index = int(headers["X-Consul-Index"])
+    got: dict[str, object] = {}
+
+    def wait() -> None:
+        got["answer"] = raw_get(client, f"/v1/kv/block?index={index}&wait=20s")
+
+    t = threading.Thread(target=wait)
+    t.start()
+    time.sleep(0.3)  # let the blocking query reach the leader before the write
+    assert servers[2].put("/v1/kv/block", "two")[0] == 200
+    t.join(25.0)
+    assert not t.is_alive()
+    status, headers2, body = got["answer"]  # type: ignore[misc]
+    assert status == 200
+    assert int(headers2["X-Consul-Index"]) > index
+    assert json.loads(body)[0]["Value"] == "InR3byI="  # base64 of the JSON string "two"
+
+
+class Writer(threading.Thread):
+    """Writes w/0, w/1, ... through one agent as fast as it is answered; records which
+    writes were acknowledged (200 true)."""
+
+    def __init__(self, via: GossamerAgent) -> None:
+        super().__init__(daemon=True)
+        self.via = via
+        self.acked: list[int] = []
+        self.failed = 0
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        n = 0
+        while not self.stop.is_set() and n < 100_000:
+            try:
+                status, text = self.via.put(f"/v1/kv/w/{n}", str(n), timeout_s=15.0)
+            except OSError:
+                status, text = 0, ""
+            if status == 200 and text == "true":
+                self.acked.append(n)
+            else:
+                self.failed += 1
+                time.sleep(0.05)
+            n += 1
+
+
+def test_acknowledged_writes_survive_killing_the_leader_twice(tmp_path: object) -> None:
+    with cluster() as c:
+        servers = start_servers(c)
+        client = c.gossamer("w1", join=[servers[0].gossip_addr])
+        try:
+            leader_agent(servers)
+            writer = Writer(client)
+            writer.start()
+            for _round in range(2):
+                before = len(writer.acked)
+                wait_for(lambda b=before: len(writer.acked) >= b + 30, 30.0, what="writes")
+                lead = leader_agent(servers)
+                lead.signal(signal.SIGKILL)
+                lead.wait(5.0)
+                # the survivors elect a new leader and go on acknowledging writes
+                new = leader_agent(servers)
+                assert new is not lead
+                after = len(writer.acked)
+                wait_for(lambda a=after: len(writer.acked) >= a + 30, 30.0, what="writes")
+                c.restart(lead)
+            writer.stop.set()
+            writer.join(30.0)
+            assert not writer.is_alive()
+            assert len(writer.acked) >= 120
+            leader_agent(servers)
+            last = writer.acked[-1]
+            for a in servers:
+                # the restarted servers catch up; then every acknowledged write is there
+                wait_for(
+                    lambda a=a: a.put(f"/v1/kv/w/{last}?stale", method="GET")[0] == 200,
+                    30.0,
+                    what=f"{a.name} to catch up",
+                )
+                keys = set(a.get("/v1/kv/w/?keys&consistent", timeout_s=30.0))
+                missing = [n for n in writer.acked if f"w/{n}" not in keys]
+                assert not missing, f"{a.name} lacks acknowledged writes {missing[:10]}"
+                stale_keys = set(a.get("/v1/kv/w/?keys&stale", timeout_s=30.0))
+                assert {f"w/{n}" for n in writer.acked} <= stale_keys
+        except (TimeoutError, AssertionError):
+            print(c.logs())
+            raise
