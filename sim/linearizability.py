@@ -48,7 +48,11 @@ Rules:
    the search restarts from the head. Reaching a return event means that op cannot be
    placed before it returns: undo the last placement and try the next call after it. The
    cache of configurations (a bitset of placed ops with the state id in its low bits)
-   prunes every subtree explored before.
+   prunes every subtree explored before. Reads first (a partial-order reduction): when
+   an op that changes nothing (a get, a refused cas) is legal in a configuration, it is
+   placed next with no alternative tried, since any successful order from there can be
+   rearranged to place it first: it was called before every unplaced op returned, and
+   it changes no state. Without this, k concurrent writes around a read cost up to 2^k.
 7. Budget: a configuration newly cached counts as one state explored. Past
    ``max_states`` the verdict is ``undetermined`` (``ok=False``, ``undetermined=True``),
    never a violation. Explaining a violation may use up to ``max_states`` more.
@@ -311,41 +315,72 @@ def _search(kops: list[_KOp], budget: int, explain: bool) -> _Search:
     head = 0
     ev_op = [0] * (m + 2)
     ev_call = [False] * (m + 2)
-    call_ev = [0] * n
     ret_ev = [-1] * n
     for e, (_, is_ret, p) in enumerate(events, start=1):
         ev_op[e] = p
         ev_call[e] = not is_ret
         if is_ret:
             ret_ev[p] = e
-        else:
-            call_ev[p] = e
     nxt = list(range(1, m + 3))
     prv = list(range(-1, m + 1))
-    values = max((max(k.arg, k.new) for k in kops), default=0) + 1
-    shift = values.bit_length()
-    op_bit = [1 << (p + shift) for p in range(n)]
     need = [k.need for k in kops]
     arg = [k.arg for k in kops]
     writes = [k.writes for k in kops]
     new = [k.new for k in kops]
 
-    remaining = sum(1 for k in kops if k.ret is not None)
+    # The set of placed ops is two bitsets: answered ops numbered in call order, and
+    # unanswered ones apart. Answered ops are placed roughly in call order, so the cache
+    # keys the answered set by its lowest unplaced op and the bits above it, which keeps
+    # a key near the width of the concurrency window instead of the length of the
+    # history (a 10,000-op key would otherwise cost a kilobyte a configuration).
+    answered = sorted((k.call, p) for p, k in enumerate(kops) if k.ret is not None)
+    unanswered = [p for p, k in enumerate(kops) if k.ret is None]
+    is_answered = [False] * n
+    bit = [0] * n
+    for j, (_, p) in enumerate(answered):
+        is_answered[p], bit[p] = True, 1 << j
+    for j, p in enumerate(unanswered):
+        bit[p] = 1 << j
+    width_u = len(unanswered)
+    width_low = len(answered).bit_length()
+    width_state = (max((max(k.arg, k.new) for k in kops), default=0) + 1).bit_length()
+
+    remaining = len(answered)
     cache: set[int] = set()
-    stack: list[tuple[int, int]] = []  # (call event placed, state before it)
-    bits = 0
+    # (call event placed, state, answered bits, unanswered bits before it, forced)
+    stack: list[tuple[int, int, int, int, bool]] = []
+    done_a = done_u = 0
     state = 0
     states = 0
     out = _Search(ok=False, undetermined=False, states=0)
     best = -1
-    e = nxt[head]
+    e = head
+    fresh = True  # at a configuration not scanned yet
     while remaining:
-        if not ev_call[e]:
+        place = -1
+        forced = False
+        fail = False
+        if fresh:
+            fresh = False
+            # Rule 6, reads first: a read-only op legal here can go next in some
+            # successful order if any exists, so it is placed with no alternative.
+            c = nxt[head]
+            while ev_call[c]:
+                p = ev_op[c]
+                if not writes[p] and (state == arg[p]) == (need[p] == _EQ):
+                    place, forced = c, True
+                    break
+                c = nxt[c]
+            if place < 0:
+                e = nxt[head]
+                continue
+        elif not ev_call[e]:
             # A return (or the tail, unreachable while a return remains): its op cannot
             # be placed before it returns, given what was placed so far.
+            fail = True
             if explain and len(stack) > best:
                 best = len(stack)
-                out.deepest = [ev_op[c] for c, _ in stack]
+                out.deepest = [ev_op[c] for c, *_ in stack]
                 out.deepest_state = state
                 out.blocker = ev_op[e]
                 out.candidates = []
@@ -353,45 +388,61 @@ def _search(kops: list[_KOp], budget: int, explain: bool) -> _Search:
                 while c != e:
                     out.candidates.append(ev_op[c])
                     c = nxt[c]
-            if not stack:
-                out.states = states
-                return out
-            e, state = stack.pop()
+        else:
             p = ev_op[e]
-            bits ^= op_bit[p]
-            r = ret_ev[p]
-            if r >= 0:
-                nxt[prv[r]] = r
-                prv[nxt[r]] = r
-                remaining += 1
-            nxt[prv[e]] = e
-            prv[nxt[e]] = e
-            e = nxt[e]
-            continue
-        p = ev_op[e]
-        nd = need[p]
-        if nd == _NONE or (state == arg[p]) == (nd == _EQ):
+            nd = need[p]
+            if nd == _NONE or (state == arg[p]) == (nd == _EQ):
+                place = e
+            else:
+                e = nxt[e]
+                continue
+        if place >= 0:
+            p = ev_op[place]
             ns = new[p] if writes[p] else state
-            nb = bits | op_bit[p]
-            conf = nb | ns
-            if conf not in cache:
+            na, nu = (done_a | bit[p], done_u) if is_answered[p] else (done_a, done_u | bit[p])
+            low = ((na + 1) & ~na).bit_length() - 1
+            conf = (((((na >> low) << width_u | nu) << width_low) | low) << width_state) | ns
+            if conf in cache:
+                # Explored before and failed (configurations on the current path have
+                # fewer ops placed). A forced op's failure is its configuration's.
+                if not forced:
+                    e = nxt[e]
+                    continue
+                fail = True
+            else:
                 states += 1
                 if states > budget:
                     out.undetermined = True
                     out.states = budget
                     return out
                 cache.add(conf)
-                stack.append((e, state))
-                bits, state = nb, ns
-                nxt[prv[e]] = nxt[e]
-                prv[nxt[e]] = prv[e]
+                stack.append((place, state, done_a, done_u, forced))
+                done_a, done_u, state = na, nu, ns
+                nxt[prv[place]] = nxt[place]
+                prv[nxt[place]] = prv[place]
                 r = ret_ev[p]
                 if r >= 0:
                     nxt[prv[r]] = nxt[r]
                     prv[nxt[r]] = prv[r]
                     remaining -= 1
-                e = nxt[head]
+                fresh = True
                 continue
+        assert fail
+        # Undo placements up to the last one that had alternatives, and try the next.
+        while True:
+            if not stack:
+                out.states = states
+                return out
+            e, state, done_a, done_u, forced = stack.pop()
+            r = ret_ev[ev_op[e]]
+            if r >= 0:
+                nxt[prv[r]] = r
+                prv[nxt[r]] = r
+                remaining += 1
+            nxt[prv[e]] = e
+            prv[nxt[e]] = e
+            if not forced:
+                break
         e = nxt[e]
     out.ok = True
     out.states = states
