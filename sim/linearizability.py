@@ -15,7 +15,7 @@ Rules:
    the choice that never reports a correct system: on a discrete virtual clock a request
    sent at the instant another was answered may still have been ordered before it.
 2. Keys are independent registers, so a history is linearizable iff each key's
-   sub-history is (P-compositionality, Horn & Kroening §3). Keys are checked in sorted
+   sub-history is (P-compositionality, Horn & Kroening). Keys are checked in sorted
    order; the first that fails is reported. Every key starts absent.
 3. The model state of a key is its current value, ``bytes`` or ``None`` (absent).
    ModifyIndex is modelled by the identity of the write that produced the entry, and
@@ -25,8 +25,8 @@ Rules:
    value. This is Consul's comparison as long as no other write could have produced the
    same value, so a value that a cas names must be written by at most one op of its key
    (checked: ``ValueError``). ``expect == 0`` is Consul's create-only cas: it succeeds iff
-   the key is absent. With (value, write) as the version, a separate counter would add
-   nothing but states.
+   the key is absent. The number ``expect`` itself plays no further part. With the
+   written value as the version, a separate write counter would add nothing but states.
 4. Outcomes. A get that returned is legal iff the key holds ``result``; a get with no
    answer is dropped (it changed nothing). A put or delete acknowledged (``ok=True``)
    takes effect; refused (``ok=False``) it did not, and is dropped. A cas with
@@ -42,25 +42,27 @@ Rules:
    delete when no get read "absent" and the key has no cas. Proof sketch: in any legal
    order, the ops between that write and the next one all see its effect; none of them
    can be one that observes it, so removing the write leaves the order legal.
-6. The search (Lowe, §4.1): call and return events in time order, in a doubly linked
-   list. From the head, the first call whose op the model accepts, in a configuration
-   (set of placed ops, state) not seen before, is placed: its events are unlinked and
-   the search restarts from the head. Reaching a return event means that op cannot be
-   placed before it returns: undo the last placement and try the next call after it. The
-   cache of configurations (a bitset of placed ops with the state id in its low bits)
-   prunes every subtree explored before. Reads first (a partial-order reduction): when
-   an op that changes nothing (a get, a refused cas) is legal in a configuration, it is
-   placed next with no alternative tried, since any successful order from there can be
-   rearranged to place it first: it was called before every unplaced op returned, and
-   it changes no state. Without this, k concurrent writes around a read cost up to 2^k.
+6. The search (Wing & Gong, with Lowe's cache): call and return events in time order,
+   in a doubly linked list. From the head, the first call whose op the model accepts,
+   in a configuration (set of placed ops, state) not seen before, is placed: its events
+   are unlinked and the search restarts from the head. Reaching a return event means
+   that op cannot be placed before it returns: undo the last placement and try the next
+   call after it. The cache of configurations (the placed ops and the state packed into
+   one int) prunes every subtree explored before. Reads first (a partial-order
+   reduction): when an op that changes nothing (a get, a refused cas) is legal in a
+   configuration, it is placed next with no alternative tried, since any successful
+   order from there can be rearranged to place it first: it was called before every
+   unplaced op returned, and it changes no state. Without this, k concurrent writes
+   around a read cost up to 2^k.
 7. Budget: a configuration newly cached counts as one state explored. Past
    ``max_states`` the verdict is ``undetermined`` (``ok=False``, ``undetermined=True``),
    never a violation. Explaining a violation may use up to ``max_states`` more.
 8. Explanation of a violation: the shortest failing prefix of the key's history, cut at
-   the return of an op (ops still pending at the cut count as unanswered, reads among
-   them are dropped; the cut relaxes the history, so failure is monotone in the cut and a
-   binary search finds the first), then the deepest partial linearization the search
-   reached in that prefix and why no remaining op can be placed next.
+   the return of an op (writes still running at the cut count as unanswered; reads and
+   refused writes among them are dropped, as known to have changed nothing). The cut
+   relaxes the history, so failure is monotone in the cut and a binary search finds the
+   first. Then the deepest partial linearization the search reached in that prefix, and
+   why no remaining op can be placed next.
 
 The module is pure: no clock, no randomness, no I/O; the same history gives the same
 verdict, count and text.
