@@ -28,7 +28,8 @@ def op(monkeypatch: pytest.MonkeyPatch) -> Iterator[Harness]:
     for name in ("CONSUL_HTTP_ADDR", "GOSSAMER_HTTP_ADDR", "CONSUL_HTTP_TOKEN", "CONSUL_HTTP_SSL"):
         monkeypatch.delenv(name, raising=False)
     verbs = cli._all_verbs()
-    monkeypatch.setattr(cli, "_all_verbs", lambda: (*verbs, *cli_operator.VERBS))
+    if not any(v.name == "operator" for v in verbs):  # until gossamer.cli lists them
+        monkeypatch.setattr(cli, "_all_verbs", lambda: (*verbs, *cli_operator.VERBS))
     h = Harness(FakeRaftAdmin())
     try:
         yield h
