@@ -81,6 +81,22 @@ C6. The leader replicates to every server of its latest and of its committed
     acknowledges a commit index that covers it, so it learns that its removal is final
     and stops campaigning (rule C2).
 
+Reads and leadership (thesis chapters 6 and 3):
+
+R. ReadIndex (§6.4): a read is answered with a read index, the commit index once this
+   leader has committed an entry of its term (it waits until then), after a quorum of
+   voters acknowledged a heartbeat round sent after the read arrived (a single voter
+   confirms at once). Every AppendEntries carries the leader's round number ``seq`` and
+   responses echo it; a read triggers a round at once, and reads that arrive at the same
+   instant share it. The driver serves the read once ``last_applied >= index``. Losing
+   leadership drops pending reads.
+T. Leadership transfer (§3.10): the leader stops accepting proposals and configuration
+   changes, brings the target's log up to date, then sends it ``TimeoutNow``; the target
+   starts an election at once, without pre-vote, and its vote requests carry
+   ``transfer=True`` so voters set leader stickiness aside for them. The transfer ends
+   when another leader is known (``TransferDone``) or after an election timeout
+   (refused; the old leader, if it still leads, resumes).
+
 Effects come out in causal order. Each ``SendMessage`` depends on every ``PersistState``
 and ``PersistEntries`` before it: the driver must make those durable (fsync) before it
 sends (etcd-raft's "persist before send" rule). ``ConfigurationChanged`` follows the
@@ -91,8 +107,7 @@ Invariants (asserted): the log is contiguous; no committed entry is ever overwri
 ``last_applied <= commit_index <= last_index``; a leader is a voter of a configuration
 when it is elected.
 
-Not yet here (issue 5 continues): snapshots and log compaction, InstallSnapshot,
-leadership transfer and ReadIndex reads.
+Not yet here (issue 5 continues): snapshots and log compaction, InstallSnapshot.
 """
 
 from __future__ import annotations
@@ -117,6 +132,7 @@ __all__ = [
     "Entry",
     "EntryKind",
     "LeaderElected",
+    "LeadershipTransferRequested",
     "Message",
     "MessageReceived",
     "PersistEntries",
@@ -127,12 +143,16 @@ __all__ = [
     "Proposed",
     "RaftConfig",
     "RaftCore",
+    "ReadIndexReady",
+    "ReadIndexRequested",
     "RemoveServer",
     "RequestRefused",
     "Role",
     "SendMessage",
     "ServerInfo",
     "StateMachine",
+    "TimeoutNow",
+    "TransferDone",
     "VoteRequest",
     "VoteResponse",
 ]
@@ -275,6 +295,8 @@ class VoteRequest(Message):
     last_index: int
     last_term: int
     pre_vote: bool = False
+    transfer: bool = False
+    """Sent by a leadership-transfer target (rule T): voters ignore leader stickiness."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -289,6 +311,8 @@ class AppendRequest(Message):
     prev_term: int
     entries: tuple[Entry, ...]
     commit: int
+    seq: int = 0
+    """The leader's heartbeat round (rule R), echoed by the response."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -297,6 +321,12 @@ class AppendResponse(Message):
     match_index: int
     """On success, the last index the follower now holds from this request; on failure,
     a hint: the follower's last index that might match (for a quick back-off)."""
+    seq: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class TimeoutNow(Message):
+    """Leader to transfer target: start an election now (rule T)."""
 
 
 # ------------------------------------------------------------------------ events
@@ -362,6 +392,22 @@ class ConfigurationChangeRequested(Event):
     change: ConfigurationChange
 
 
+@dataclass(frozen=True, slots=True)
+class ReadIndexRequested(Event):
+    """A linearizable read (rule R); answered by :class:`ReadIndexReady` or
+    :class:`ProposalDropped`."""
+
+    request_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class LeadershipTransferRequested(Event):
+    """Hand leadership to ``target`` (None: the most up-to-date voter), rule T."""
+
+    request_id: int
+    target: str | None = None
+
+
 # ------------------------------------------------------------------------ effects
 
 
@@ -425,6 +471,22 @@ class RequestRefused(Effect):
 
 
 @dataclass(frozen=True, slots=True)
+class ReadIndexReady(Effect):
+    """Serve read ``request_id`` once ``last_applied >= index`` (rule R)."""
+
+    request_id: int
+    index: int
+
+
+@dataclass(frozen=True, slots=True)
+class TransferDone(Effect):
+    """Leadership transfer ``request_id`` ended with ``leader`` leading (rule T)."""
+
+    request_id: int
+    leader: str
+
+
+@dataclass(frozen=True, slots=True)
 class LeaderElected(Effect):
     """Fact: this server learned of (or became) the leader of ``term``."""
 
@@ -449,6 +511,25 @@ class _Progress:
     heard: bool = False
     """Heard from since the last check-quorum round."""
     last_contact: float | None = None
+    acked_seq: int = 0
+    """The highest heartbeat round it acknowledged in this term (rule R)."""
+
+
+@dataclass
+class _Read:
+    request_id: int
+    seq: int
+    """The round whose acknowledgement by a quorum confirms this read."""
+    index: int | None
+    """The read index; None until this leader has committed an entry of its term."""
+
+
+@dataclass
+class _Transfer:
+    request_id: int
+    target: str
+    deadline: float
+    timeout_sent: bool = False
 
 
 @dataclass
@@ -514,8 +595,14 @@ class RaftCore:
         self._progress: dict[str, _Progress] = {}
         self._pending: dict[int, int] = {}
         """log index -> request_id of proposals this leader is waiting on"""
-        self._departing: dict[str, tuple[int, float]] = {}
-        """leader: removed server -> (index its removal committed at, give up at), rule C6"""
+        self._departing: dict[str, tuple[int, int, float]] = {}
+        """leader: removed server -> (index its removal committed at, the round then, give
+        up at), rule C6"""
+        self._seq = 0
+        """leader: the current heartbeat round (rule R)"""
+        self._read_round_at = -float("inf")
+        self._reads: list[_Read] = []
+        self._transfer: _Transfer | None = None
         self._leader_contact = -float("inf")
         self._election_deadline = 0.0
         self._heartbeat_deadline = float("inf")
@@ -540,14 +627,19 @@ class RaftCore:
             self._on_change(event)
         elif isinstance(event, BootstrapRequested):
             self._on_bootstrap(event.configuration)
+        elif isinstance(event, ReadIndexRequested):
+            self._on_read(event.request_id)
+        elif isinstance(event, LeadershipTransferRequested):
+            self._on_transfer(event)
         else:
             raise TypeError(f"RaftCore cannot handle {type(event).__name__}")
         assert self.last_applied <= self.commit_index <= self.last_index
 
     def next_deadline(self) -> float | None:
+        transfer = self._transfer.deadline if self._transfer is not None else float("inf")
         if self.role is Role.LEADER:
-            return min(self._heartbeat_deadline, self._quorum_deadline)
-        return self._election_deadline
+            return min(self._heartbeat_deadline, self._quorum_deadline, transfer)
+        return min(self._election_deadline, transfer)
 
     def take_effects(self) -> list[Effect]:
         out, self._outbox = self._outbox, []
@@ -681,10 +773,8 @@ class RaftCore:
                     want[s.id] = None
         for sid in self._progress:
             if sid not in want and sid not in self._departing:
-                self._departing[sid] = (
-                    self.commit_index,
-                    self.now + self.config.election_timeout_s,
-                )
+                until = self.now + self.config.election_timeout_s
+                self._departing[sid] = (self.commit_index, self._seq, until)
         for sid in list(self._departing):
             if sid in want:
                 del self._departing[sid]  # added back
@@ -716,6 +806,8 @@ class RaftCore:
             self._outbox.append(ProposalDropped(ev.request_id, self.leader))
             return
         reason = self._refuse_change(ev.change)
+        if self._transfer is not None:
+            reason = "leadership transfer in progress"
         if reason is not None:
             self._outbox.append(RequestRefused(ev.request_id, reason))
             return
@@ -763,8 +855,12 @@ class RaftCore:
         self._election_deadline = self.now + t + self.rng.random() * t
 
     def _on_timer(self) -> None:
+        tr = self._transfer
+        if tr is not None and self.now >= tr.deadline:
+            self._transfer = None
+            self._outbox.append(RequestRefused(tr.request_id, "leadership transfer timed out"))
         if self.role is Role.LEADER:
-            for sid in [sid for sid, (_, until) in self._departing.items() if self.now >= until]:
+            for sid in [sid for sid, (*_, until) in self._departing.items() if self.now >= until]:
                 del self._departing[sid]
                 del self._progress[sid]
             if self.now >= self._quorum_deadline:
@@ -816,6 +912,13 @@ class RaftCore:
             for request_id in self._pending.values():
                 self._outbox.append(ProposalDropped(request_id, leader))
             self._pending = {}
+            for read in self._reads:
+                self._outbox.append(ProposalDropped(read.request_id, leader))
+            self._reads = []
+        tr = self._transfer
+        if tr is not None and leader is not None and leader != self.id:
+            self._transfer = None
+            self._outbox.append(TransferDone(tr.request_id, leader))
         self._reset_election_timer()
 
     def _start_pre_vote(self) -> None:
@@ -834,7 +937,7 @@ class RaftCore:
                                 True)
                 )  # fmt: skip
 
-    def _start_election(self) -> None:
+    def _start_election(self, transfer: bool = False) -> None:
         assert self._may_campaign()
         self.stats["elections"] += 1
         self.role = Role.CANDIDATE
@@ -849,14 +952,22 @@ class RaftCore:
             return
         for peer in self.voters:
             if peer != self.id:
-                self._send(VoteRequest(self.id, peer, self.term, self.last_index, self.last_term))
+                self._send(
+                    VoteRequest(self.id, peer, self.term, self.last_index, self.last_term,
+                                transfer=transfer)
+                )  # fmt: skip
 
     def _become_leader(self) -> None:
         assert self.role is Role.CANDIDATE and self._may_campaign()
         self.role = Role.LEADER
         self.leader = self.id
         self._outbox.append(LeaderElected(self.term, self.id))
+        tr = self._transfer
+        if tr is not None:  # we stepped down for a transfer, yet were elected again
+            self._transfer = None
+            self._outbox.append(RequestRefused(tr.request_id, "leadership transfer failed"))
         self._progress = {}
+        self._read_round_at = -float("inf")
         self._sync_progress()
         self._quorum_deadline = self.now + self.config.election_timeout_s
         self._append_local([None])  # rule N: a no-op of this term
@@ -869,6 +980,9 @@ class RaftCore:
         if self.role is not Role.LEADER:
             self.stats["dropped"] += 1
             self._outbox.append(ProposalDropped(ev.request_id, self.leader))
+            return
+        if self._transfer is not None:
+            self._outbox.append(RequestRefused(ev.request_id, "leadership transfer in progress"))
             return
         index = self._append_local([ev.command])
         self._pending[index] = ev.request_id
@@ -889,6 +1003,7 @@ class RaftCore:
     # ================================================================== replication
 
     def _broadcast_append(self, heartbeat: bool) -> None:
+        self._seq += 1  # a new round (rule R)
         for peer in self._progress:
             self._send_append(peer, heartbeat)
         self._heartbeat_deadline = self.now + self.config.heartbeat_interval_s
@@ -902,7 +1017,7 @@ class RaftCore:
         entries = tuple(self._log[prev:end])
         self._send(
             AppendRequest(self.id, peer, self.term, prev, self.term_at(prev), entries,
-                          self.commit_index)
+                          self.commit_index, self._seq)
         )  # fmt: skip
         if entries:
             pr.next_index = end + 1  # optimistic: pipelined until a rejection says otherwise
@@ -916,7 +1031,7 @@ class RaftCore:
         self._reset_election_timer()
         if m.prev_index > self.last_index or self.term_at(m.prev_index) != m.prev_term:
             hint = min(self.last_index, m.prev_index - 1)
-            self._send(AppendResponse(self.id, m.src, self.term, False, max(hint, 0)))
+            self._send(AppendResponse(self.id, m.src, self.term, False, max(hint, 0), m.seq))
             return
         # §5.3: delete a conflicting suffix, then append what is new
         new_from = None
@@ -936,7 +1051,7 @@ class RaftCore:
             self._configs_appended(tail)
             self._announce_configuration()
         match = m.prev_index + len(m.entries)
-        self._send(AppendResponse(self.id, m.src, self.term, True, match))
+        self._send(AppendResponse(self.id, m.src, self.term, True, match, m.seq))
         if m.commit > self.commit_index:
             self._commit_to(min(m.commit, match))
 
@@ -949,8 +1064,17 @@ class RaftCore:
         pr.heard = True
         pr.last_contact = self.now
         pr.inflight = max(0, pr.inflight - 1)
+        if m.seq > pr.acked_seq:
+            pr.acked_seq = m.seq
+            if self._reads:
+                self._advance_reads()
         farewell = self._departing.get(m.src)
-        if farewell is not None and m.success and m.match_index >= farewell[0]:
+        if (
+            farewell is not None
+            and m.success
+            and m.match_index >= farewell[0]
+            and m.seq > farewell[1]  # sent after the removal committed, so it carried that
+        ):
             # it now knows its removal committed (rule C6): stop replicating to it
             del self._departing[m.src]
             del self._progress[m.src]
@@ -962,7 +1086,12 @@ class RaftCore:
             if pr.match_index >= self.last_index:
                 pr.inflight = 0  # caught up: whatever was lost in between no longer counts
             self._maybe_commit()
-            if self.role is Role.LEADER and pr.next_index <= self.last_index:
+            if self.role is not Role.LEADER:
+                return
+            tr = self._transfer
+            if tr is not None and tr.target == m.src:
+                self._maybe_send_timeout_now()
+            if pr.next_index <= self.last_index:
                 self._send_append(m.src, heartbeat=False)
             return
         # rejected: back off to the follower's hint and resend (§5.3), dropping the
@@ -1006,11 +1135,91 @@ class RaftCore:
                 error = exc
             self._outbox.append(Applied(e.index, e.term, request_id, result, error))
         if self.role is Role.LEADER:
+            if self._reads:
+                self._advance_reads()
             self._sync_progress()  # servers the committed configuration dropped (rule C6)
             if not self.committed_configuration.is_voter(self.id):
                 # rule C5: our removal committed; step down without a successor in mind
                 self.stats["stepped_down"] += 1
                 self._become_follower(self.term, None)
+
+    # ================================================================== reads, transfer
+
+    def _on_read(self, request_id: int) -> None:
+        if self.role is not Role.LEADER:
+            self.stats["dropped"] += 1
+            self._outbox.append(ProposalDropped(request_id, self.leader))
+            return
+        if self._read_round_at != self.now:
+            # a round that started before the read arrived proves nothing about it
+            self._broadcast_append(heartbeat=True)
+            self._read_round_at = self.now
+        own_term = self.term_at(self.commit_index) == self.term
+        self._reads.append(_Read(request_id, self._seq, self.commit_index if own_term else None))
+        self._advance_reads()
+
+    def _advance_reads(self) -> None:
+        """Answer the reads whose round a quorum of voters acknowledged (rule R)."""
+        assert self.role is Role.LEADER
+        if self.term_at(self.commit_index) == self.term:
+            for read in self._reads:
+                if read.index is None:
+                    read.index = self.commit_index
+        voters = self.voters
+        if not voters:
+            return
+        acked = sorted(
+            (self._seq if v == self.id else self._acked(v) for v in voters), reverse=True
+        )
+        confirmed = acked[self._quorum() - 1]
+        waiting = []
+        for read in self._reads:
+            if read.index is not None and read.seq <= confirmed:
+                self._outbox.append(ReadIndexReady(read.request_id, read.index))
+            else:
+                waiting.append(read)
+        self._reads = waiting
+
+    def _acked(self, peer: str) -> int:
+        pr = self._progress.get(peer)
+        return pr.acked_seq if pr is not None else 0
+
+    def _on_transfer(self, ev: LeadershipTransferRequested) -> None:
+        if self.role is not Role.LEADER:
+            self.stats["dropped"] += 1
+            self._outbox.append(ProposalDropped(ev.request_id, self.leader))
+            return
+        target = ev.target
+        if target is None:
+            candidates = [v for v in self.voters if v != self.id]
+            if candidates:
+                target = max(candidates, key=lambda v: (self.match_index(v), -candidates.index(v)))
+        reason = None
+        if self._transfer is not None:
+            reason = "leadership transfer in progress"
+        elif target is None:
+            reason = "no other voter to transfer leadership to"
+        elif target == self.id:
+            reason = f"server {target!r} is this server, the leader already"
+        elif self.configuration.get(target) is None:
+            reason = f"server {target!r} is not in the configuration"
+        elif not self.configuration.is_voter(target):
+            reason = f"server {target!r} is not a voter"
+        if reason is not None:
+            self._outbox.append(RequestRefused(ev.request_id, reason))
+            return
+        assert target is not None
+        self._transfer = _Transfer(ev.request_id, target, self.now + self.config.election_timeout_s)
+        self._maybe_send_timeout_now()
+        if not self._transfer.timeout_sent:
+            self._send_append(target, heartbeat=True)
+
+    def _maybe_send_timeout_now(self) -> None:
+        tr = self._transfer
+        assert tr is not None and self.role is Role.LEADER
+        if not tr.timeout_sent and self.match_index(tr.target) >= self.last_index:
+            tr.timeout_sent = True
+            self._send(TimeoutNow(self.id, tr.target, self.term))
 
     # ================================================================== votes
 
@@ -1029,7 +1238,8 @@ class RaftCore:
             self._send(VoteResponse(self.id, m.src, m.term if grant else self.term, grant, True))
             return
         if m.term > self.term:
-            if recent_leader or (self.role is Role.LEADER and self.config.check_quorum):
+            sticky = recent_leader or (self.role is Role.LEADER and self.config.check_quorum)
+            if sticky and not m.transfer:
                 # leader stickiness (thesis §4.2.3): keep our term, refuse
                 self._send(VoteResponse(self.id, m.src, self.term, False))
                 return
@@ -1094,7 +1304,7 @@ class RaftCore:
             return
         if m.term < self.term:
             if isinstance(m, AppendRequest):  # a stale leader learns our term and steps down
-                self._send(AppendResponse(self.id, m.src, self.term, False, 0))
+                self._send(AppendResponse(self.id, m.src, self.term, False, 0, m.seq))
             return
         if m.term > self.term:
             if isinstance(m, AppendResponse) and self.configuration.get(m.src) is None:
@@ -1108,3 +1318,6 @@ class RaftCore:
             self._on_append(m)
         elif isinstance(m, AppendResponse):
             self._on_append_response(m)
+        elif isinstance(m, TimeoutNow) and self.role is Role.FOLLOWER and self._may_campaign():
+            # rule T: our leader hands over; campaign now, skipping pre-vote
+            self._start_election(transfer=True)

@@ -33,6 +33,7 @@ from federation.raft import (
     Entry,
     EntryKind,
     Message,
+    TimeoutNow,
     VoteRequest,
     VoteResponse,
 )
@@ -54,7 +55,7 @@ ENTRIES_MAX: Final = 4096
 SERVER_ID_MAX: Final = 256
 _U63: Final = 1 << 63
 
-_VOTE_REQ, _VOTE_RESP, _APPEND_REQ, _APPEND_RESP = 1, 2, 3, 4
+_VOTE_REQ, _VOTE_RESP, _APPEND_REQ, _APPEND_RESP, _TIMEOUT_NOW = 1, 2, 3, 4, 5
 
 
 class WireError(ValueError):
@@ -67,7 +68,7 @@ def encode_message(m: Message) -> bytes:
     head: list[Any] = [WIRE_VERSION, 0, m.src, m.dst, m.term]
     if isinstance(m, VoteRequest):
         head[1] = _VOTE_REQ
-        body: list[Any] = [m.last_index, m.last_term, m.pre_vote]
+        body: list[Any] = [m.last_index, m.last_term, m.pre_vote, m.transfer]
     elif isinstance(m, VoteResponse):
         head[1] = _VOTE_RESP
         body = [m.granted, m.pre_vote]
@@ -78,10 +79,14 @@ def encode_message(m: Message) -> bytes:
             m.prev_term,
             m.commit,
             [[e.term, e.index, e.command, int(e.kind)] for e in m.entries],
+            m.seq,
         ]
     elif isinstance(m, AppendResponse):
         head[1] = _APPEND_RESP
-        body = [m.success, m.match_index]
+        body = [m.success, m.match_index, m.seq]
+    elif isinstance(m, TimeoutNow):
+        head[1] = _TIMEOUT_NOW
+        body = []
     else:
         raise TypeError(f"not a Raft message: {type(m).__name__}")
     out: bytes = msgpack.packb(head + body, use_bin_type=True)
@@ -143,18 +148,21 @@ def decode_message(data: bytes) -> Message:
     src, dst = _server(v[2], "src"), _server(v[3], "dst")
     term = _uint(v[4], "term")
     body = v[5:]
-    if kind == _VOTE_REQ and len(body) == 3:
+    if kind == _VOTE_REQ and len(body) == 4:
         return VoteRequest(
             src, dst, term, _uint(body[0], "last_index"), _uint(body[1], "last_term"),
-            _bool(body[2], "pre_vote"),
+            _bool(body[2], "pre_vote"), _bool(body[3], "transfer"),
         )  # fmt: skip
     if kind == _VOTE_RESP and len(body) == 2:
         return VoteResponse(src, dst, term, _bool(body[0], "granted"), _bool(body[1], "pre_vote"))
-    if kind == _APPEND_RESP and len(body) == 2:
+    if kind == _APPEND_RESP and len(body) == 3:
         return AppendResponse(
-            src, dst, term, _bool(body[0], "success"), _uint(body[1], "match_index")
-        )
-    if kind == _APPEND_REQ and len(body) == 4:
+            src, dst, term, _bool(body[0], "success"), _uint(body[1], "match_index"),
+            _uint(body[2], "seq"),
+        )  # fmt: skip
+    if kind == _TIMEOUT_NOW and not body:
+        return TimeoutNow(src, dst, term)
+    if kind == _APPEND_REQ and len(body) == 5:
         prev = _uint(body[0], "prev_index")
         raw = body[3]
         if not isinstance(raw, list) or len(raw) > ENTRIES_MAX:
@@ -169,6 +177,6 @@ def decode_message(data: bytes) -> Message:
             entries.append(_entry(_uint(item[0], "entry term"), index, item[2], item[3]))
         return AppendRequest(
             src, dst, term, prev, _uint(body[1], "prev_term"), tuple(entries),
-            _uint(body[2], "commit"),
+            _uint(body[2], "commit"), _uint(body[4], "seq"),
         )  # fmt: skip
     raise WireError(f"unknown message kind {kind!r} with {len(body)} fields")

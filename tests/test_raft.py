@@ -13,6 +13,7 @@ import pytest
 
 from federation.raft import (
     AddNonVoter,
+    AppendResponse,
     Applied,
     BootstrapRequested,
     Configuration,
@@ -21,6 +22,7 @@ from federation.raft import (
     Entry,
     EntryKind,
     LeaderElected,
+    LeadershipTransferRequested,
     Message,
     MessageReceived,
     Persisted,
@@ -31,11 +33,15 @@ from federation.raft import (
     Proposed,
     RaftConfig,
     RaftCore,
+    ReadIndexReady,
+    ReadIndexRequested,
     RemoveServer,
     RequestRefused,
     Role,
     SendMessage,
     ServerInfo,
+    TimeoutNow,
+    TransferDone,
 )
 from gossamer.core import TimerExpired
 from sim.raftworld import leader_completeness_violations, log_matching_violations
@@ -109,6 +115,12 @@ class Cluster:
         self.dropped: list[int] = []
         self.refused: dict[int, str] = {}
         self.announced: dict[str, tuple[Configuration, int]] = {}
+        self.reads: dict[int, int] = {}
+        """read request -> its read index"""
+        self.read_floor: dict[int, int] = {}
+        """read request -> the highest index of a write acknowledged before it was asked"""
+        self.acked = 0
+        self.transfers: dict[int, str] = {}
         self.next_request = 1
         for i in self.ids:
             self.start(i)
@@ -195,6 +207,9 @@ class Cluster:
                 assert [e.index for e in disk.entries] == list(range(1, len(disk.entries) + 1))
             elif isinstance(eff, SendMessage):
                 m = eff.message
+                if isinstance(m, TimeoutNow):  # rule T: only to a target that is up to date
+                    core = self.core(sid)
+                    assert core.match_index(m.dst) == core.last_index
                 # persist-before-send: the disk already holds the term a message carries
                 # (pre-vote messages carry the term asked about, not one adopted)
                 assert getattr(m, "pre_vote", False) or disk.term >= m.term
@@ -211,6 +226,15 @@ class Cluster:
                 assert seen == eff.term, f"state machine safety: index {eff.index} differs"
                 if eff.request_id is not None:
                     self.results[eff.request_id] = eff.error or eff.result
+                    self.acked = max(self.acked, eff.index)
+            elif isinstance(eff, ReadIndexReady):
+                # linearizable (thesis §6.4): the read index covers every write that was
+                # acknowledged before the read was asked
+                assert eff.index >= self.read_floor[eff.request_id], "stale read index"
+                assert eff.index <= self.core(sid).commit_index
+                self.reads[eff.request_id] = eff.index
+            elif isinstance(eff, TransferDone):
+                self.transfers[eff.request_id] = eff.leader
             elif isinstance(eff, ProposalDropped):
                 self.dropped.append(eff.request_id)
             elif isinstance(eff, RequestRefused):
@@ -235,6 +259,19 @@ class Cluster:
         rid = self.next_request
         self.next_request += 1
         self.deliver(sid, ConfigurationChangeRequested(rid, change))
+        return rid
+
+    def read(self, sid: str) -> int:
+        rid = self.next_request
+        self.next_request += 1
+        self.read_floor[rid] = self.acked
+        self.deliver(sid, ReadIndexRequested(rid))
+        return rid
+
+    def transfer(self, sid: str, target: str | None) -> int:
+        rid = self.next_request
+        self.next_request += 1
+        self.deliver(sid, LeadershipTransferRequested(rid, target))
         return rid
 
     def step(self) -> bool:
@@ -775,7 +812,8 @@ def test_a_truncated_configuration_entry_reverts_the_configuration() -> None:
 def chaos_membership(seed: int, seconds: float = 60.0) -> Cluster:
     """The random schedule of chaos() with membership changes mixed in: at random the
     leader adds a spare as a non-voter, promotes a non-voter, or removes a server (the
-    removed may be added back later, its old log and term intact)."""
+    removed may be added back later, its old log and term intact); it also transfers
+    leadership, and reads (each read index is checked to cover acknowledged writes)."""
     c = Cluster(3, seed=seed, bootstrap=True, spares=2)
     rng = random.Random(seed * 7919)
     c.loss = 0.05
@@ -804,13 +842,17 @@ def chaos_membership(seed: int, seconds: float = 60.0) -> Cluster:
                 c.change(lead, PromoteVoter(rng.choice(learners)))
             else:
                 c.change(lead, RemoveServer(rng.choice([s.id for s in conf.servers])))
+        elif action < 0.66 and lead is not None:
+            voters = list(c.core(lead).voters)
+            c.transfer(lead, rng.choice([None, None, *voters, *voters, *c.ids]))
         elif lead is not None:
             c.propose(lead, f"v{c.next_request}")
+            c.read(lead)
         c.run(rng.uniform(0.05, 1.5))
     return c
 
 
-@pytest.mark.parametrize("seed", range(51, 63))
+@pytest.mark.parametrize("seed", range(100, 112))
 def test_safety_holds_while_membership_changes(seed: int) -> None:
     """§5.2-§5.4 and rule C4 under random membership changes, then liveness: once healed
     and restarted, the voters of the latest configuration elect a leader that commits
@@ -824,6 +866,7 @@ def test_safety_holds_while_membership_changes(seed: int) -> None:
         if e.kind is EntryKind.CONFIGURATION and e.index > 1
     }
     assert changed, "no membership change happened: the schedule proves nothing"
+    assert c.reads, "no read completed: reads went untested"
     c.heal()
     c.loss = 0.0
     for sid in [i for i in c.ids if c.cores[i] is None]:
@@ -834,3 +877,182 @@ def test_safety_holds_while_membership_changes(seed: int) -> None:
     assert rid in c.results
     for sid in c.members(lead):
         assert c.machines[sid].applied[-1][1] == "final", sid
+
+
+# ==================================================================== ReadIndex (thesis §6.4)
+
+
+def test_a_single_voter_confirms_a_read_at_once() -> None:
+    c = Cluster(1, seed=61)
+    elect(c)
+    c.propose("s1", "x")
+    rid = c.read("s1")
+    assert c.reads[rid] == c.core("s1").commit_index == 2
+
+
+def test_a_read_waits_for_a_quorum_round_sent_after_it() -> None:
+    c = Cluster(3, seed=62)
+    lead = elect(c)
+    w = c.propose(lead, "w")
+    c.run(0.5)
+    assert w in c.results
+    core = c.core(lead)
+    core.handle(c.now, ReadIndexRequested(1000))
+    effects = core.take_effects()
+    rounds = [e.message for e in effects if isinstance(e, SendMessage)]
+    # a heartbeat round leaves at once, to every follower, with a fresh round number
+    assert sorted(m.dst for m in rounds) == sorted(i for i in c.ids if i != lead)
+    assert len({m.seq for m in rounds}) == 1
+    assert not any(isinstance(e, ReadIndexReady) for e in effects)
+    # acknowledgements of an older round do not confirm it
+    old = rounds[0].seq - 1
+    for f in (m.dst for m in rounds):
+        core.handle(c.now, MessageReceived(AppendResponse(f, lead, core.term, True, 2, old)))
+    assert not any(isinstance(e, ReadIndexReady) for e in core.take_effects())
+    f = rounds[0].dst
+    core.handle(c.now, MessageReceived(AppendResponse(f, lead, core.term, True, 2, old + 1)))
+    assert core.take_effects() == [ReadIndexReady(1000, core.commit_index)]
+
+
+def test_reads_at_one_instant_share_a_round() -> None:
+    c = Cluster(5, seed=63)
+    lead = elect(c)
+    core = c.core(lead)
+    for rid in range(100, 110):
+        core.handle(c.now, ReadIndexRequested(rid))
+    sends = [e for e in core.take_effects() if isinstance(e, SendMessage)]
+    assert len(sends) == 4  # one round to each follower, not one per read
+
+
+def test_a_deposed_leader_never_confirms_a_read() -> None:
+    """Without check-quorum a leader cut off alone still believes it leads; its reads must
+    wait for a round the majority acknowledges, which never comes, and are dropped once
+    it learns of the new term."""
+    c = Cluster(3, seed=64, config=RaftConfig(check_quorum=False))
+    old = elect(c)
+    c.partition({old}, set(c.ids) - {old})
+    c.purge()
+    rid = c.read(old)
+    c.run(5.0)
+    new = c.leader()
+    assert new != old and c.core(old).role is Role.LEADER
+    w = c.propose(new, "newer")
+    c.run(1.0)
+    assert w in c.results and rid not in c.reads
+    c.heal()
+    c.run(2.0)
+    assert rid in c.dropped and rid not in c.reads
+
+
+def test_a_new_leader_reads_only_after_committing_an_entry_of_its_term() -> None:
+    c = Cluster(3, seed=65)
+    c.run_until(lambda: c.leader() is not None)
+    lead = c.leader()
+    assert lead is not None
+    core = c.core(lead)
+    noop = core.last_index
+    assert core.term_at(core.commit_index) != core.term  # its no-op is not committed yet
+    rid = c.read(lead)
+    assert rid not in c.reads
+    c.run(1.0)
+    assert c.reads[rid] >= noop
+
+
+def test_a_follower_drops_a_read_and_names_the_leader() -> None:
+    c = Cluster(3, seed=66)
+    lead = elect(c)
+    follower = next(i for i in c.ids if i != lead)
+    rid = c.read(follower)
+    assert rid in c.dropped and c.core(follower).leader == lead
+
+
+# ==================================================================== leadership transfer (§3.10)
+
+
+def test_transfer_to_a_named_voter() -> None:
+    c = Cluster(3, seed=71)
+    old = elect(c)
+    term = c.core(old).term
+    target = next(i for i in c.ids if i != old)
+    rid = c.transfer(old, target)
+    refused = c.propose(old, "during")
+    change = c.change(old, RemoveServer(target))
+    assert c.refused[refused] == c.refused[change] == "leadership transfer in progress"
+    c.run(1.0)
+    assert c.transfers[rid] == target
+    # the target skipped pre-vote, and voters that had just heard from the old leader
+    # set stickiness aside for it: one election, one term later
+    assert c.core(target).role is Role.LEADER and c.core(target).term == term + 1
+    assert c.core(old).role is Role.FOLLOWER and c.core(old).leader == target
+
+
+def test_transfer_without_target_picks_the_most_up_to_date_voter() -> None:
+    c = Cluster(3, seed=72)
+    old = elect(c)
+    behind, ahead = (i for i in c.ids if i != old)
+    c.crash(behind)
+    for i in range(5):
+        c.propose(old, f"x{i}")
+    c.run(0.5)
+    c.start(behind)
+    rid = c.transfer(old, None)
+    c.run(1.0)
+    assert c.transfers[rid] == ahead
+
+
+def test_transfer_brings_a_lagging_target_up_to_date_first() -> None:
+    """Cluster asserts that TimeoutNow leaves only once the target's log matches."""
+    c = Cluster(3, seed=73, config=RaftConfig(max_entries_per_append=4))
+    old = elect(c)
+    target = next(i for i in c.ids if i != old)
+    c.crash(target)
+    for i in range(40):
+        c.propose(old, f"x{i}")
+    c.run(0.5)
+    c.start(target)
+    rid = c.transfer(old, target)
+    assert c.core(old).match_index(target) < c.core(old).last_index
+    c.run(1.0)
+    assert c.transfers[rid] == target
+    assert [x for _, x in c.machines[target].applied][-1] == "x39"
+
+
+def test_transfer_to_an_unreachable_voter_times_out_and_the_leader_resumes() -> None:
+    c = Cluster(3, seed=74)
+    old = elect(c)
+    target = next(i for i in c.ids if i != old)
+    c.partition({target}, set(c.ids) - {target})
+    c.purge()
+    rid = c.transfer(old, target)
+    c.run(0.5)
+    assert "leadership transfer in progress" in c.refused[c.propose(old, "no")]
+    c.run(1.0)
+    assert c.refused[rid] == "leadership transfer timed out"
+    assert c.core(old).role is Role.LEADER
+    w = c.propose(old, "yes")
+    c.run(0.5)
+    assert w in c.results
+
+
+def test_transfer_refusals() -> None:
+    c = Cluster(3, seed=75, bootstrap=True, spares=1)
+    lead = elect(c)
+    add = c.change(lead, AddNonVoter("s4"))
+    c.run(1.0)
+    assert add in c.results
+    follower = next(i for i in c.initial if i != lead)
+    for target, reason in (
+        (lead, "the leader already"),
+        ("s9", "not in the configuration"),
+        ("s4", "not a voter"),
+    ):
+        rid = c.transfer(lead, target)
+        assert reason in c.refused[rid], (target, c.refused.get(rid))
+    assert c.transfer(follower, None) in c.dropped
+    c.partition({lead}, set(c.ids) - {lead})
+    c.purge()
+    c.transfer(lead, follower)
+    assert c.refused[c.transfer(lead, None)] == "leadership transfer in progress"
+    solo = Cluster(1, seed=76)
+    elect(solo)
+    assert "no other voter" in solo.refused[solo.transfer("s1", None)]

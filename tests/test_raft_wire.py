@@ -17,6 +17,7 @@ from federation.raft import (
     Entry,
     EntryKind,
     ServerInfo,
+    TimeoutNow,
     VoteRequest,
     VoteResponse,
 )
@@ -46,17 +47,21 @@ def entry_bodies(draw: st.DrawFn) -> tuple[object, EntryKind]:
 @st.composite
 def messages(draw: st.DrawFn) -> object:
     src, dst, term = draw(IDS), draw(IDS), draw(U63)
-    kind = draw(st.sampled_from(["vreq", "vresp", "areq", "aresp"]))
+    kind = draw(st.sampled_from(["vreq", "vresp", "areq", "aresp", "tnow"]))
     if kind == "vreq":
-        return VoteRequest(src, dst, term, draw(U63), draw(U63), draw(st.booleans()))
+        return VoteRequest(
+            src, dst, term, draw(U63), draw(U63), draw(st.booleans()), draw(st.booleans())
+        )
+    if kind == "tnow":
+        return TimeoutNow(src, dst, term)
     if kind == "vresp":
         return VoteResponse(src, dst, term, draw(st.booleans()), draw(st.booleans()))
     if kind == "aresp":
-        return AppendResponse(src, dst, term, draw(st.booleans()), draw(U63))
+        return AppendResponse(src, dst, term, draw(st.booleans()), draw(U63), draw(U63))
     prev = draw(st.integers(0, 1 << 40))
     bodies = draw(st.lists(entry_bodies(), max_size=5))
     entries = tuple(Entry(draw(U63), prev + 1 + i, c, k) for i, (c, k) in enumerate(bodies))
-    return AppendRequest(src, dst, term, prev, draw(U63), entries, draw(U63))
+    return AppendRequest(src, dst, term, prev, draw(U63), entries, draw(U63), draw(U63))
 
 
 @settings(max_examples=300, deadline=None)
@@ -70,9 +75,11 @@ CONF = Configuration((ServerInfo("s1", "10.0.0.1:8300"), ServerInfo("s4", "", Fa
 ENTRIES.append(Entry(3, 8, CONF.to_wire(), EntryKind.CONFIGURATION))
 SAMPLES = [
     encode_message(VoteRequest("s1", "s2", 3, 10, 2, True)),
+    encode_message(VoteRequest("s1", "s2", 3, 10, 2, False, True)),
     encode_message(VoteResponse("s2", "s1", 3, True)),
-    encode_message(AppendResponse("s2", "s1", 3, False, 7)),
-    encode_message(AppendRequest("s1", "s2", 3, 4, 2, tuple(ENTRIES), 4)),
+    encode_message(AppendResponse("s2", "s1", 3, False, 7, 12)),
+    encode_message(AppendRequest("s1", "s2", 3, 4, 2, tuple(ENTRIES), 4, 12)),
+    encode_message(TimeoutNow("s1", "s2", 3)),
 ]
 
 
@@ -124,20 +131,22 @@ def test_mutated_traffic_raises_only_wire_error(seed: int) -> None:
 def test_limits_and_shape_errors() -> None:
     v = WIRE_VERSION
     too_many = msgpack.packb(
-        [v, 3, "a", "b", 1, 0, 0, 0, [[1, i + 1, None, 0] for i in range(ENTRIES_MAX + 1)]]
+        [v, 3, "a", "b", 1, 0, 0, 0, [[1, i + 1, None, 0] for i in range(ENTRIES_MAX + 1)], 0]
     )
     for data, text in (
         (too_many, "entries: expected a list of at most"),
-        (msgpack.packb([1, 1, "a", "b", 1, 0, 0, True]), "unsupported wire version"),
-        (msgpack.packb([v, 1, "", "b", 1, 0, 0, True]), "src"),
-        (msgpack.packb([v, 1, "a", "b", -1, 0, 0, True]), "term"),
-        (msgpack.packb([v, 3, "a", "b", 1, 5, 0, 0, [[1, 7, None, 0]]]), "contiguous"),
-        (msgpack.packb([v, 3, "a", "b", 1, 0, 0, 0, [[1, 1, None]]]), "entry: expected"),
-        (msgpack.packb([v, 3, "a", "b", 1, 0, 0, 0, [[1, 1, None, 2]]]), "entry kind"),
-        (msgpack.packb([v, 3, "a", "b", 1, 0, 0, 0, [[1, 1, None, True]]]), "entry kind"),
-        (msgpack.packb([v, 3, "a", "b", 1, 0, 0, 0, [[1, 1, [["a", "", 1]], 1]]]), "voter"),
+        (msgpack.packb([1, 1, "a", "b", 1, 0, 0, True, False]), "unsupported wire version"),
+        (msgpack.packb([v, 1, "", "b", 1, 0, 0, True, False]), "src"),
+        (msgpack.packb([v, 1, "a", "b", -1, 0, 0, True, False]), "term"),
+        (msgpack.packb([v, 1, "a", "b", 1, 0, 0, True, 0]), "transfer"),
+        (msgpack.packb([v, 5, "a", "b", 1, 0]), "unknown message kind"),
+        (msgpack.packb([v, 3, "a", "b", 1, 5, 0, 0, [[1, 7, None, 0]], 0]), "contiguous"),
+        (msgpack.packb([v, 3, "a", "b", 1, 0, 0, 0, [[1, 1, None]], 0]), "entry: expected"),
+        (msgpack.packb([v, 3, "a", "b", 1, 0, 0, 0, [[1, 1, None, 2]], 0]), "entry kind"),
+        (msgpack.packb([v, 3, "a", "b", 1, 0, 0, 0, [[1, 1, None, True]], 0]), "entry kind"),
+        (msgpack.packb([v, 3, "a", "b", 1, 0, 0, 0, [[1, 1, [["a", "", 1]], 1]], 0]), "voter"),
         (
-            msgpack.packb([v, 3, "a", "b", 1, 0, 0, 0, [[1, 1, [["a", "", True]] * 2, 1]]]),
+            msgpack.packb([v, 3, "a", "b", 1, 0, 0, 0, [[1, 1, [["a", "", True]] * 2, 1]], 0]),
             "duplicate",
         ),
         (msgpack.packb([v, 9, "a", "b", 1]), "unknown message kind"),
