@@ -14,7 +14,9 @@ Rules:
 3. What :meth:`load` returns is exactly what was acknowledged: term, vote and a log that
    is contiguous from index 1 (checked; a gap is corruption and raises).
 4. Commands are stored as msgpack (they are msgpack-encodable by contract); the no-op is
-   NULL.
+   NULL. ``kind`` is the entry's ``EntryKind`` (a configuration entry's command is its
+   ``Configuration.to_wire()``). A database written before ``kind`` existed gets the
+   column on open (``ALTER TABLE``, default 0: every old entry was a command).
 
 This module does file I/O, so it is the driver's, not the core's.
 """
@@ -28,7 +30,7 @@ from typing import Any
 
 import msgpack
 
-from federation.raft import Entry, Persisted, PersistEntries, PersistState
+from federation.raft import Entry, EntryKind, Persisted, PersistEntries, PersistState
 
 __all__ = ["DiskCorrupt", "RaftDisk"]
 
@@ -37,7 +39,8 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value BLOB);
 CREATE TABLE IF NOT EXISTS log (
     idx INTEGER PRIMARY KEY,
     term INTEGER NOT NULL,
-    command BLOB
+    command BLOB,
+    kind INTEGER NOT NULL DEFAULT 0
 );
 """
 
@@ -54,6 +57,9 @@ class RaftDisk:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.executescript(_SCHEMA)
+        columns = [row[1] for row in self._db.execute("PRAGMA table_info(log)")]
+        if "kind" not in columns:  # a database from before configuration entries
+            self._db.execute("ALTER TABLE log ADD COLUMN kind INTEGER NOT NULL DEFAULT 0")
         self.writes = 0
 
     def close(self) -> None:
@@ -64,11 +70,16 @@ class RaftDisk:
         term = int(meta.get("term", 0))
         vote = meta.get("voted_for")
         entries: list[Entry] = []
-        for idx, term_, blob in self._db.execute("SELECT idx, term, command FROM log ORDER BY idx"):
+        rows = self._db.execute("SELECT idx, term, command, kind FROM log ORDER BY idx")
+        for idx, term_, blob, kind in rows:
             if idx != len(entries) + 1:
                 raise DiskCorrupt(f"{self.path}: log has a gap before index {idx}")
+            try:
+                entry_kind = EntryKind(kind)
+            except ValueError:
+                raise DiskCorrupt(f"{self.path}: entry {idx} has unknown kind {kind!r}") from None
             command = None if blob is None else msgpack.unpackb(blob, raw=False)
-            entries.append(Entry(term_, idx, command))
+            entries.append(Entry(term_, idx, command, entry_kind))
         return Persisted(term, vote if vote is None else str(vote), tuple(entries))
 
     def persist(self, effects: Iterable[Any]) -> int:
@@ -89,7 +100,7 @@ class RaftDisk:
                 else:
                     db.execute("DELETE FROM log WHERE idx >= ?", (e.from_index,))
                     db.executemany(
-                        "INSERT INTO log (idx, term, command) VALUES (?, ?, ?)",
+                        "INSERT INTO log (idx, term, command, kind) VALUES (?, ?, ?, ?)",
                         [
                             (
                                 x.index,
@@ -97,6 +108,7 @@ class RaftDisk:
                                 None
                                 if x.command is None
                                 else msgpack.packb(x.command, use_bin_type=True),
+                                int(x.kind),
                             )
                             for x in e.entries
                         ],

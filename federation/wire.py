@@ -2,14 +2,19 @@
 nothing it reads (server RPC carries these; the simulator moves the same bytes).
 
 Layout: a msgpack array ``[version, kind, src, dst, term, ...]`` followed by the kind's
-fields; an entry is ``[term, index, command]`` with the command kept as the msgpack value
-it is (commands are msgpack-encodable by contract, catalog/commands.py).
+fields; an entry is ``[term, index, command, entry_kind]`` with the command kept as the
+msgpack value it is (commands are msgpack-encodable by contract, catalog/commands.py) and a
+configuration entry's command being ``Configuration.to_wire()``.
+
+Versions: 1 had no entry kind; 2 (now) carries it. A server speaks one version and drops
+the other's messages (rolling upgrades of the wire format are not supported yet).
 
 Rules:
 
 1. :func:`decode_message` raises only :class:`WireError` (a ``ValueError``) for any input;
    every value it returns is in range (terms and indexes are 0 <= n < 2**63, server IDs
-   are short non-empty strings, entries are contiguous from ``prev_index + 1``).
+   are short non-empty strings, entries are contiguous from ``prev_index + 1``, an entry's
+   kind is an ``EntryKind`` and a configuration entry holds a valid configuration).
 2. Bounded: at most ``MESSAGE_BYTES_MAX`` bytes and ``ENTRIES_MAX`` entries a message;
    msgpack itself is told the same limits so a hostile length prefix allocates nothing.
 3. Whatever decodes re-encodes to a message equal to it (tested by property).
@@ -24,8 +29,11 @@ import msgpack
 from federation.raft import (
     AppendRequest,
     AppendResponse,
+    Configuration,
     Entry,
+    EntryKind,
     Message,
+    TimeoutNow,
     VoteRequest,
     VoteResponse,
 )
@@ -39,7 +47,7 @@ __all__ = [
     "encode_message",
 ]
 
-WIRE_VERSION: Final = 1
+WIRE_VERSION: Final = 2
 MESSAGE_BYTES_MAX: Final = 16 * 1024 * 1024
 """An AppendEntries batch, with room: 256 entries of Consul's 512 KiB KV limit would not
 fit, so the leader's max_entries_per_append and the KV limit together bound a batch."""
@@ -47,7 +55,7 @@ ENTRIES_MAX: Final = 4096
 SERVER_ID_MAX: Final = 256
 _U63: Final = 1 << 63
 
-_VOTE_REQ, _VOTE_RESP, _APPEND_REQ, _APPEND_RESP = 1, 2, 3, 4
+_VOTE_REQ, _VOTE_RESP, _APPEND_REQ, _APPEND_RESP, _TIMEOUT_NOW = 1, 2, 3, 4, 5
 
 
 class WireError(ValueError):
@@ -60,7 +68,7 @@ def encode_message(m: Message) -> bytes:
     head: list[Any] = [WIRE_VERSION, 0, m.src, m.dst, m.term]
     if isinstance(m, VoteRequest):
         head[1] = _VOTE_REQ
-        body: list[Any] = [m.last_index, m.last_term, m.pre_vote]
+        body: list[Any] = [m.last_index, m.last_term, m.pre_vote, m.transfer]
     elif isinstance(m, VoteResponse):
         head[1] = _VOTE_RESP
         body = [m.granted, m.pre_vote]
@@ -70,11 +78,15 @@ def encode_message(m: Message) -> bytes:
             m.prev_index,
             m.prev_term,
             m.commit,
-            [[e.term, e.index, e.command] for e in m.entries],
+            [[e.term, e.index, e.command, int(e.kind)] for e in m.entries],
+            m.seq,
         ]
     elif isinstance(m, AppendResponse):
         head[1] = _APPEND_RESP
-        body = [m.success, m.match_index]
+        body = [m.success, m.match_index, m.seq]
+    elif isinstance(m, TimeoutNow):
+        head[1] = _TIMEOUT_NOW
+        body = []
     else:
         raise TypeError(f"not a Raft message: {type(m).__name__}")
     out: bytes = msgpack.packb(head + body, use_bin_type=True)
@@ -97,6 +109,20 @@ def _server(v: Any, what: str) -> str:
     if not isinstance(v, str) or not 0 < len(v) <= SERVER_ID_MAX:
         raise WireError(f"{what}: expected a server ID of 1-{SERVER_ID_MAX} characters")
     return v
+
+
+def _entry(term: int, index: int, command: Any, kind: Any) -> Entry:
+    if isinstance(kind, bool) or not isinstance(kind, int):
+        raise WireError(f"entry kind: expected an integer, not {type(kind).__name__}")
+    if kind == EntryKind.COMMAND:
+        return Entry(term, index, command)
+    if kind == EntryKind.CONFIGURATION:
+        try:
+            Configuration.from_wire(command)
+        except ValueError as e:
+            raise WireError(f"configuration entry: {e}") from None
+        return Entry(term, index, command, EntryKind.CONFIGURATION)
+    raise WireError(f"entry kind: unknown {kind!r}")
 
 
 def decode_message(data: bytes) -> Message:
@@ -122,32 +148,35 @@ def decode_message(data: bytes) -> Message:
     src, dst = _server(v[2], "src"), _server(v[3], "dst")
     term = _uint(v[4], "term")
     body = v[5:]
-    if kind == _VOTE_REQ and len(body) == 3:
+    if kind == _VOTE_REQ and len(body) == 4:
         return VoteRequest(
             src, dst, term, _uint(body[0], "last_index"), _uint(body[1], "last_term"),
-            _bool(body[2], "pre_vote"),
+            _bool(body[2], "pre_vote"), _bool(body[3], "transfer"),
         )  # fmt: skip
     if kind == _VOTE_RESP and len(body) == 2:
         return VoteResponse(src, dst, term, _bool(body[0], "granted"), _bool(body[1], "pre_vote"))
-    if kind == _APPEND_RESP and len(body) == 2:
+    if kind == _APPEND_RESP and len(body) == 3:
         return AppendResponse(
-            src, dst, term, _bool(body[0], "success"), _uint(body[1], "match_index")
-        )
-    if kind == _APPEND_REQ and len(body) == 4:
+            src, dst, term, _bool(body[0], "success"), _uint(body[1], "match_index"),
+            _uint(body[2], "seq"),
+        )  # fmt: skip
+    if kind == _TIMEOUT_NOW and not body:
+        return TimeoutNow(src, dst, term)
+    if kind == _APPEND_REQ and len(body) == 5:
         prev = _uint(body[0], "prev_index")
         raw = body[3]
         if not isinstance(raw, list) or len(raw) > ENTRIES_MAX:
             raise WireError(f"entries: expected a list of at most {ENTRIES_MAX}")
         entries = []
         for i, item in enumerate(raw):
-            if not isinstance(item, list) or len(item) != 3:
-                raise WireError("entry: expected [term, index, command]")
+            if not isinstance(item, list) or len(item) != 4:
+                raise WireError("entry: expected [term, index, command, kind]")
             index = _uint(item[1], "entry index")
             if index != prev + 1 + i:
                 raise WireError("entries must be contiguous from prev_index + 1")
-            entries.append(Entry(_uint(item[0], "entry term"), index, item[2]))
+            entries.append(_entry(_uint(item[0], "entry term"), index, item[2], item[3]))
         return AppendRequest(
             src, dst, term, prev, _uint(body[1], "prev_term"), tuple(entries),
-            _uint(body[2], "commit"),
+            _uint(body[2], "commit"), _uint(body[4], "seq"),
         )  # fmt: skip
     raise WireError(f"unknown message kind {kind!r} with {len(body)} fields")

@@ -7,7 +7,8 @@ What it checks, on every effect (issue 5's checkers):
 * **election safety** — at most one leader per term;
 * **state machine safety** — no two servers apply different commands at one index;
 * **log matching** and **leader completeness** — on the persisted logs, by
-  :meth:`RaftWorld.check_logs`;
+  :meth:`RaftWorld.check_logs` (the functions :func:`log_matching_violations` and
+  :func:`leader_completeness_violations` are shared with tests/test_raft.py);
 * **no acknowledged write lost** — every write a leader acknowledged (applied with its
   request ID) is in every live server's store once the cluster has healed
   (:meth:`RaftWorld.check_acknowledged`).
@@ -19,7 +20,8 @@ commit index.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 from catalog import commands as C
 from catalog.store import StateStore
@@ -45,9 +47,75 @@ from sim.network import Group, Network, Partition
 from sim.node import SimNode
 from swim.events import Address, PacketReceived, SendPacket
 
-__all__ = ["RaftHost", "RaftWorld"]
+__all__ = [
+    "RaftHost",
+    "RaftWorld",
+    "StoreMachine",
+    "leader_completeness_violations",
+    "log_matching_violations",
+]
 
 RAFT_PORT = 8300
+
+
+def log_matching_violations(logs: Mapping[str, Sequence[Entry]]) -> list[str]:
+    """The paper's Log Matching Property (§5.3) over every pair of ``logs`` (server ->
+    its persisted entries, contiguous, possibly starting past index 1 once compacted): if
+    two logs hold an entry with the same index and term, they are identical up to it
+    (compared where both still hold entries)."""
+    out: list[str] = []
+    names = list(logs)
+    for i, a in enumerate(names):
+        for b in names[i + 1 :]:
+            la, lb = logs[a], logs[b]
+            if not la or not lb:
+                continue
+            lo = max(la[0].index, lb[0].index)
+            hi = min(la[-1].index, lb[-1].index)
+            oa, ob = la[0].index, lb[0].index
+            for k in range(hi, lo - 1, -1):
+                if la[k - oa].term == lb[k - ob].term:
+                    if la[lo - oa : k - oa + 1] != lb[lo - ob : k - ob + 1]:
+                        out.append(f"log matching: {a} and {b} differ at or before {k}")
+                    break
+    return out
+
+
+def leader_completeness_violations(
+    leader: str, log: Sequence[Entry], committed: Mapping[int, int], snapshot_index: int = 0
+) -> list[str]:
+    """Leader Completeness (§5.4): every committed entry (``committed``: index -> term of
+    what some server applied there) is in the leader's ``log``, or covered by its snapshot
+    (index <= ``snapshot_index``)."""
+    if log and log[0].index > snapshot_index + 1:
+        return [f"leader completeness: {leader}'s log starts past its snapshot"]
+    first = log[0].index if log else snapshot_index + 1
+    for index, term in sorted(committed.items()):
+        if index <= snapshot_index and index < first:
+            continue
+        k = index - first
+        if not 0 <= k < len(log) or log[k].term != term:
+            return [f"leader completeness: {leader} lacks committed entry {index}"]
+    return []
+
+
+class StoreMachine:
+    """The catalog's store as Raft's state machine, reporting every command it applies
+    to ``seen`` (index -> command, shared by a world's servers) so state machine safety
+    is checked on each apply; a disagreement is appended to ``violations``."""
+
+    def __init__(self, store: StateStore, seen: dict[int, Any], violations: list[str]) -> None:
+        self.store = store
+        self.seen = seen
+        self.violations = violations
+
+    def apply(self, index: int, command: Any) -> Any:
+        first = self.seen.setdefault(index, command)
+        if first != command:
+            self.violations.append(
+                f"state machine safety: {command!r} applied at {index}, elsewhere {first!r}"
+            )
+        return self.store.apply(index, command)
 
 
 class RaftHost:
@@ -104,7 +172,10 @@ class RaftWorld:
         self.nodes: dict[str, SimNode] = {}
         self.stores: dict[str, StateStore] = {}
         self.leaders: dict[int, str] = {}
-        self.committed: dict[int, Entry] = {}
+        self.committed: dict[int, int] = {}
+        """index -> term of every entry some server applied"""
+        self.commands: dict[int, Any] = {}
+        """index -> the command some server applied there"""
         self.acknowledged: dict[int, tuple[str, int]] = {}
         """request ID -> (key, log index) of every write a leader acknowledged"""
         self._pending: dict[int, str] = {}
@@ -127,7 +198,7 @@ class RaftWorld:
         core = RaftCore(
             node.name,
             self.names,
-            store,
+            StoreMachine(store, self.commands, self.violations),
             self.sim.seeds.rng("raft", node.name, node.boots),
             self.config,
             persisted,
@@ -178,13 +249,11 @@ class RaftWorld:
             if prev != eff.leader:
                 self.violations.append(f"two leaders in term {eff.term}: {prev}, {eff.leader}")
         elif isinstance(eff, Applied):
-            core = node.core.core
-            entry = core.log[eff.index - 1]
-            seen = self.committed.setdefault(eff.index, entry)
-            if seen != entry:
+            seen = self.committed.setdefault(eff.index, eff.term)
+            if seen != eff.term:
                 self.violations.append(
-                    f"state machine safety: {node.name} applied {entry} at {eff.index}, "
-                    f"another server applied {seen}"
+                    f"state machine safety: {node.name} applied term {eff.term} at "
+                    f"{eff.index}, another server term {seen}"
                 )
             if eff.request_id is not None and eff.error is None:
                 key = self._pending.pop(eff.request_id, None)
@@ -197,24 +266,10 @@ class RaftWorld:
     def check_logs(self) -> None:
         """Log matching (paper §5.3) and leader completeness (§5.4) on the disks."""
         logs = {n: list(self.nodes[n].disk.get("log", ())) for n in self.names}
-        names = list(logs)
-        for i, a in enumerate(names):
-            for b in names[i + 1 :]:
-                la, lb = logs[a], logs[b]
-                for k in range(min(len(la), len(lb)) - 1, -1, -1):
-                    if la[k].term == lb[k].term:
-                        if la[: k + 1] != lb[: k + 1]:
-                            self.violations.append(
-                                f"log matching: {a} and {b} differ before {k + 1}"
-                            )
-                        break
+        self.violations.extend(log_matching_violations(logs))
         lead = self.leader()
         if lead is not None:
-            log = logs[lead]
-            for index, entry in self.committed.items():
-                if index > len(log) or log[index - 1] != entry:
-                    self.violations.append(f"leader completeness: {lead} lacks entry {index}")
-                    break
+            self.violations.extend(leader_completeness_violations(lead, logs[lead], self.committed))
 
     def check_acknowledged(self) -> None:
         """Every acknowledged write is on every live server (after healing and catching

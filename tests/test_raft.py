@@ -12,34 +12,54 @@ from typing import Any
 import pytest
 
 from federation.raft import (
+    AddNonVoter,
+    AppendResponse,
     Applied,
+    BootstrapRequested,
+    Configuration,
+    ConfigurationChanged,
+    ConfigurationChangeRequested,
     Entry,
+    EntryKind,
     LeaderElected,
+    LeadershipTransferRequested,
     Message,
     MessageReceived,
     Persisted,
     PersistEntries,
     PersistState,
+    PromoteVoter,
     ProposalDropped,
     Proposed,
     RaftConfig,
     RaftCore,
+    ReadIndexReady,
+    ReadIndexRequested,
+    RemoveServer,
+    RequestRefused,
     Role,
     SendMessage,
+    ServerInfo,
+    TimeoutNow,
+    TransferDone,
 )
 from gossamer.core import TimerExpired
+from sim.raftworld import leader_completeness_violations, log_matching_violations
 
 CFG = RaftConfig(election_timeout_s=1.0, heartbeat_interval_s=0.1)
 
 
 class Machine:
-    """A state machine that records what it applied, in order."""
+    """A state machine that records what it applied, in order, and checks state machine
+    safety (§5.4.3) against ``seen``, the commands any server applied (shared)."""
 
-    def __init__(self) -> None:
+    def __init__(self, seen: dict[int, Any]) -> None:
         self.applied: list[tuple[int, Any]] = []
+        self.seen = seen
 
     def apply(self, index: int, command: Any) -> Any:
         assert not self.applied or index > self.applied[-1][0]
+        assert self.seen.setdefault(index, command) == command, f"two commands at {index}"
         self.applied.append((index, command))
         if command == "refuse":
             raise ValueError("refused")
@@ -57,10 +77,24 @@ class Disk:
 
 
 class Cluster:
-    """N cores, their disks, and a network that can lose, delay, reorder and partition."""
+    """N cores, their disks, and a network that can lose, delay, reorder and partition.
 
-    def __init__(self, n: int, seed: int, config: RaftConfig = CFG) -> None:
-        self.ids = [f"s{i}" for i in range(1, n + 1)]
+    ``bootstrap=False``: the N servers share a static voter list. ``bootstrap=True``: each
+    of them is bootstrapped with the same configuration (rule C1). ``spares`` more servers
+    start unbootstrapped, for membership changes to add."""
+
+    def __init__(
+        self,
+        n: int,
+        seed: int,
+        config: RaftConfig = CFG,
+        *,
+        bootstrap: bool = False,
+        spares: int = 0,
+    ) -> None:
+        self.ids = [f"s{i}" for i in range(1, n + spares + 1)]
+        self.initial = self.ids[:n]
+        self.bootstrap = bootstrap
         self.rng = random.Random(seed)
         self.config = config
         self.now = 0.0
@@ -73,27 +107,44 @@ class Cluster:
         self.loss = 0.0
         self.leaders: dict[int, str] = {}
         """term -> the leader elected in it (election safety is checked on insert)"""
-        self.committed: dict[int, Entry] = {}
-        """index -> the entry some server applied there"""
+        self.committed: dict[int, int] = {}
+        """index -> the term of the entry some server applied there"""
+        self.commands: dict[int, Any] = {}
+        """index -> the command some server applied there"""
         self.results: dict[int, Any] = {}
         self.dropped: list[int] = []
+        self.refused: dict[int, str] = {}
+        self.announced: dict[str, tuple[Configuration, int]] = {}
+        self.reads: dict[int, int] = {}
+        """read request -> its read index"""
+        self.read_floor: dict[int, int] = {}
+        """read request -> the highest index of a write acknowledged before it was asked"""
+        self.acked = 0
+        self.transfers: dict[int, str] = {}
         self.next_request = 1
         for i in self.ids:
             self.start(i)
+        if bootstrap:
+            conf = Configuration(tuple(ServerInfo(i) for i in self.initial))
+            for i in self.initial:
+                self.deliver(i, BootstrapRequested(conf))
 
     # ---------------------------------------------------------------- servers
 
     def start(self, sid: str) -> None:
-        self.machines[sid] = Machine()
-        self.cores[sid] = RaftCore(
+        self.machines[sid] = Machine(self.commands)
+        static = not self.bootstrap and sid in self.initial
+        self.announced.pop(sid, None)
+        self.cores[sid] = core = RaftCore(
             sid,
-            self.ids,
+            self.initial if static else None,
             self.machines[sid],
             random.Random(self.rng.random()),
             self.config,
             self.disks[sid].persisted(),
             now=self.now,
         )
+        self._effects(sid, core.take_effects())
 
     def crash(self, sid: str) -> None:
         self.cores[sid] = None
@@ -112,6 +163,10 @@ class Cluster:
         if not leads:
             return None
         return max(leads, key=lambda i: self.core(i).term)
+
+    def members(self, sid: str) -> list[str]:
+        """The servers in ``sid``'s configuration."""
+        return [s.id for s in self.core(sid).configuration.servers]
 
     # ---------------------------------------------------------------- driving
 
@@ -152,6 +207,9 @@ class Cluster:
                 assert [e.index for e in disk.entries] == list(range(1, len(disk.entries) + 1))
             elif isinstance(eff, SendMessage):
                 m = eff.message
+                if isinstance(m, TimeoutNow):  # rule T: only to a target that is up to date
+                    core = self.core(sid)
+                    assert core.match_index(m.dst) == core.last_index
                 # persist-before-send: the disk already holds the term a message carries
                 # (pre-vote messages carry the term asked about, not one adopted)
                 assert getattr(m, "pre_vote", False) or disk.term >= m.term
@@ -164,18 +222,56 @@ class Cluster:
                 prev = self.leaders.setdefault(eff.term, eff.leader)
                 assert prev == eff.leader, f"two leaders in term {eff.term}: {prev}, {eff.leader}"
             elif isinstance(eff, Applied):
-                entry = self.core(sid).log[eff.index - 1]
-                seen = self.committed.setdefault(eff.index, entry)
-                assert seen == entry, f"state machine safety: index {eff.index} differs"
+                seen = self.committed.setdefault(eff.index, eff.term)
+                assert seen == eff.term, f"state machine safety: index {eff.index} differs"
                 if eff.request_id is not None:
                     self.results[eff.request_id] = eff.error or eff.result
+                    self.acked = max(self.acked, eff.index)
+            elif isinstance(eff, ReadIndexReady):
+                # linearizable (thesis §6.4): the read index covers every write that was
+                # acknowledged before the read was asked
+                assert eff.index >= self.read_floor[eff.request_id], "stale read index"
+                assert eff.index <= self.core(sid).commit_index
+                self.reads[eff.request_id] = eff.index
+            elif isinstance(eff, TransferDone):
+                self.transfers[eff.request_id] = eff.leader
             elif isinstance(eff, ProposalDropped):
                 self.dropped.append(eff.request_id)
+            elif isinstance(eff, RequestRefused):
+                self.refused[eff.request_id] = eff.reason
+            elif isinstance(eff, ConfigurationChanged):
+                # the change is durable already: its entry was persisted before it
+                held = {e.index: e for e in disk.entries}
+                assert eff.index == 0 or held[eff.index].kind is EntryKind.CONFIGURATION
+                self.announced[sid] = (eff.configuration, eff.index)
+        core = self.cores.get(sid)
+        if core is not None and (core.configuration.servers or sid in self.announced):
+            # every change of the configuration in force was announced
+            assert self.announced[sid] == (core.configuration, core.configuration_index)
 
     def propose(self, sid: str, command: Any) -> int:
         rid = self.next_request
         self.next_request += 1
         self.deliver(sid, Proposed(rid, command))
+        return rid
+
+    def change(self, sid: str, change: Any) -> int:
+        rid = self.next_request
+        self.next_request += 1
+        self.deliver(sid, ConfigurationChangeRequested(rid, change))
+        return rid
+
+    def read(self, sid: str) -> int:
+        rid = self.next_request
+        self.next_request += 1
+        self.read_floor[rid] = self.acked
+        self.deliver(sid, ReadIndexRequested(rid))
+        return rid
+
+    def transfer(self, sid: str, target: str | None) -> int:
+        rid = self.next_request
+        self.next_request += 1
+        self.deliver(sid, LeadershipTransferRequested(rid, target))
         return rid
 
     def step(self) -> bool:
@@ -208,26 +304,14 @@ class Cluster:
 
     def check_logs(self) -> None:
         """Log matching (§5.3) on the persisted logs, and leader completeness (§5.4): every
-        applied entry is in the log of the current leader."""
-        logs = [self.disks[i].entries for i in self.ids]
-        for a in logs:
-            for b in logs:
-                common = min(len(a), len(b))
-                for k in range(common - 1, -1, -1):
-                    if a[k].term == b[k].term:
-                        assert a[: k + 1] == b[: k + 1], "log matching violated"
-                        break
+        applied entry is in the log of the current leader (sim/raftworld.py's checkers)."""
+        problems = log_matching_violations({i: self.disks[i].entries for i in self.ids})
         lead = self.leader()
         if lead is not None:
-            log = self.core(lead).log
-            for index, entry in self.committed.items():
-                assert index <= len(log) and log[index - 1] == entry, (
-                    f"leader completeness: {lead} lacks committed entry {index}"
-                )
-        # state machine safety: every machine applied a prefix of one sequence
-        for sid in self.live():
-            for index, command in self.machines[sid].applied:
-                assert self.committed[index].command == command
+            problems += leader_completeness_violations(
+                lead, self.core(lead).entries(), self.committed
+            )
+        assert problems == []
 
 
 def elect(c: Cluster, limit_s: float = 30.0) -> str:
@@ -236,7 +320,9 @@ def elect(c: Cluster, limit_s: float = 30.0) -> str:
         c.run(0.5)
         lead = c.leader()
         if lead is not None and all(
-            c.core(i).leader == lead for i in c.live() if frozenset((i, lead)) not in c.cut
+            c.core(i).leader == lead
+            for i in c.live()
+            if frozenset((i, lead)) not in c.cut and i in c.members(lead)
         ):
             return lead
     raise AssertionError("no leader elected")
@@ -410,14 +496,14 @@ def test_figure_8_an_old_term_entry_is_not_committed_by_counting_replicas() -> N
     c.run_until(lambda: c.core(lead).match_index(third) >= 2)
     c.partition({m}, {lead, a}, {third}, {rest[1]})  # the next entry never reaches third
     c.purge()
-    assert c.core(third).log[1].command == "X" and c.core(third).last_index == 2
+    assert c.core(third).entry(2).command == "X" and c.core(third).last_index == 2
     assert all(idx != 2 for idx, _ in c.machines[lead].applied), "X was committed early"
     # 4. lead and a crash; m, third and rest[1] elect m (newer last term), X is overwritten
     c.crash(lead)
     c.crash(a)
     c.partition({m, third, rest[1]}, {lead, a})
     c.run(5.0)
-    assert c.core(third).log[1].command != "X"
+    assert c.core(third).entry(2).command != "X"
 
 
 def test_a_rejoining_partitioned_server_does_not_disrupt_the_leader() -> None:
@@ -493,19 +579,480 @@ def test_a_stale_leaders_append_is_refused_and_it_learns_the_new_term() -> None:
     assert all("stale" not in [cmd for _, cmd in c.machines[i].applied] for i in c.ids)
 
 
-def test_messages_from_strangers_or_for_others_are_ignored() -> None:
+def test_messages_for_others_are_ignored_and_strangers_cannot_raise_our_term() -> None:
+    """Rule C3: a vote request from a server outside our configuration is refused, its
+    term not adopted; a message addressed to another server is dropped."""
     c = Cluster(3, seed=2)
     core = c.core("s1")
     before = (core.term, core.role)
-    from federation.raft import VoteRequest
+    from federation.raft import VoteRequest, VoteResponse
 
-    core.handle(0.0, MessageReceived(VoteRequest("mallory", "s1", 99, 99, 99)))
     core.handle(0.0, MessageReceived(VoteRequest("s2", "s3", 99, 99, 99)))
-    assert (core.term, core.role) == before and core.take_effects() == []
+    assert core.take_effects() == []
+    core.handle(0.0, MessageReceived(VoteRequest("mallory", "s1", 99, 99, 99)))
+    assert (core.term, core.role) == before
+    assert core.take_effects() == [SendMessage(VoteResponse("s1", "mallory", 0, False))]
 
 
 def test_config_is_validated() -> None:
     with pytest.raises(ValueError):
         RaftConfig(election_timeout_s=0.1, heartbeat_interval_s=0.1).validate()
     with pytest.raises(ValueError):
-        RaftCore("x", ["a", "b"], Machine(), random.Random(1))
+        RaftCore("x", ["a", "b"], Machine({}), random.Random(1))
+
+
+# ==================================================================== membership (thesis ch. 4)
+
+
+def conf_of(*servers: tuple[str, bool]) -> Configuration:
+    return Configuration(tuple(ServerInfo(i, "", v) for i, v in servers))
+
+
+def test_bootstrap_of_three_fresh_servers_elects_a_leader() -> None:
+    """Rule C1: servers bootstrapped with one configuration hold the same entry 1 and
+    elect a leader among themselves, with no static voter list."""
+    c = Cluster(3, seed=41, bootstrap=True)
+    first = [c.disks[i].entries[0] for i in c.ids]
+    assert first[1:] == first[:-1]
+    assert first[0] == Entry(1, 1, conf_of(*((i, True) for i in c.ids)).to_wire(),
+                                EntryKind.CONFIGURATION)  # fmt: skip
+    lead = elect(c)
+    rid = c.propose(lead, "x")
+    c.run(1.0)
+    assert rid in c.results
+    for i in c.ids:
+        assert c.core(i).committed_configuration.voters() == ("s1", "s2", "s3")
+        assert [cmd for _, cmd in c.machines[i].applied] == ["x"]  # entry 1 is not applied
+
+
+def test_bootstrap_is_only_for_fresh_servers() -> None:
+    c = Cluster(1, seed=42, bootstrap=True)
+    core = c.core("s1")
+    with pytest.raises(ValueError, match="fresh"):
+        core.handle(0.0, BootstrapRequested(conf_of(("s1", True))))
+    fresh = RaftCore("s9", None, Machine({}), random.Random(1))
+    with pytest.raises(ValueError, match="voter"):
+        fresh.handle(0.0, BootstrapRequested(conf_of(("s1", True), ("s9", False))))
+    with pytest.raises(ValueError, match="duplicate"):
+        conf_of(("s1", True), ("s1", False))
+
+
+def test_an_unbootstrapped_server_never_campaigns_nor_votes() -> None:
+    from federation.raft import VoteRequest, VoteResponse
+
+    core = RaftCore("s1", None, Machine({}), random.Random(1))
+    assert core.configuration == Configuration() and core.take_effects() == []
+    for t in range(1, 30):
+        core.handle(float(t), TimerExpired())
+    assert core.take_effects() == [] and core.term == 0 and core.role is Role.FOLLOWER
+    core.handle(30.0, MessageReceived(VoteRequest("s2", "s1", 5, 9, 4)))
+    assert core.take_effects() == [SendMessage(VoteResponse("s1", "s2", 0, False))]
+    assert core.term == 0
+
+
+def test_add_a_non_voter_it_catches_up_then_promote_it() -> None:
+    """An unbootstrapped server joins via AddNonVoter: it receives the whole log but
+    counts toward no quorum and never campaigns (rule C2); promoted, it counts."""
+    c = Cluster(3, seed=43, bootstrap=True, spares=1)
+    lead = elect(c)
+    for i in range(10):
+        c.propose(lead, f"a{i}")
+    rid = c.change(lead, AddNonVoter("s4", "10.0.0.4:8300"))
+    c.run(2.0)
+    assert c.results[rid] is None  # Applied, no result
+    assert c.core("s4").configuration.get("s4") == ServerInfo("s4", "10.0.0.4:8300", False)
+    assert [cmd for _, cmd in c.machines["s4"].applied] == [f"a{i}" for i in range(10)]
+    assert c.core(lead).match_index("s4") == c.core(lead).last_index
+    # a non-voter counts toward no quorum: the leader and s4 alone commit nothing
+    others = [i for i in c.initial if i != lead]
+    c.partition({lead, "s4"}, set(others))
+    c.purge()
+    lost = c.propose(lead, "minority")
+    c.run(0.5)
+    assert lost not in c.results and c.core("s4").last_index == c.core(lead).last_index
+    c.heal()
+    c.run(1.0)
+    assert lost in c.results
+    assert c.core("s4").stats["pre_votes"] == 0 and c.core("s4").stats["elections"] == 0
+    rid = c.change(lead, PromoteVoter("s4"))
+    c.run(1.0)
+    assert rid in c.results
+    assert c.core("s4").committed_configuration.voters() == ("s1", "s2", "s3", "s4")
+    # four voters: the leader, s4 and one more are a quorum; the leader and s4 are not
+    c.partition({lead, "s4"}, set(others))
+    c.purge()
+    two = c.propose(lead, "two of four")
+    c.run(0.5)
+    assert two not in c.results
+    c.partition({lead, "s4", others[0]}, {others[1]})
+    c.run(0.5)
+    assert two in c.results
+
+
+def test_configuration_changes_are_refused_with_a_reason() -> None:
+    c = Cluster(3, seed=44, bootstrap=True, spares=1)
+    c.run_until(lambda: c.leader() is not None)
+    lead = c.leader()
+    assert lead is not None
+    follower = next(i for i in c.initial if i != lead)
+    early = c.change(lead, AddNonVoter("s4"))
+    assert "not yet committed an entry of its term" in c.refused[early]
+    c.run(1.0)
+    dropped = c.change(follower, AddNonVoter("s4"))
+    assert dropped in c.dropped
+    for change, reason in (
+        (AddNonVoter(follower), "already in the configuration"),
+        (PromoteVoter(follower), "already a voter"),
+        (PromoteVoter("s4"), "not in the configuration"),
+        (RemoveServer("s9"), "not in the configuration"),
+    ):
+        rid = c.change(lead, change)
+        assert reason in c.refused[rid], (change, c.refused.get(rid))
+    # one change at a time: while the first is uncommitted, a second is refused
+    c.partition({lead}, set(c.ids) - {lead})
+    c.purge()
+    first = c.change(lead, AddNonVoter("s4"))
+    second = c.change(lead, RemoveServer(follower))
+    assert first not in c.refused and "is not committed yet" in c.refused[second]
+    # the last voter cannot be removed
+    solo = Cluster(1, seed=45, bootstrap=True)
+    elect(solo)
+    rid = solo.change("s1", RemoveServer("s1"))
+    assert "last voter" in solo.refused[rid]
+    with pytest.raises(ValueError):
+        AddNonVoter("")
+
+
+def test_remove_a_follower() -> None:
+    c = Cluster(3, seed=46, bootstrap=True)
+    lead = elect(c)
+    gone = next(i for i in c.ids if i != lead)
+    rid = c.change(lead, RemoveServer(gone))
+    c.run(1.0)
+    assert rid in c.results
+    assert c.core(lead).committed_configuration.get(gone) is None
+    assert c.core(gone).configuration.get(gone) is None  # it received its removal
+    assert c.core(lead).last_contact(gone) is None  # the leader no longer tracks it
+    pre_votes = c.core(gone).stats["pre_votes"]
+    c.run(10.0)
+    assert c.core(gone).stats["pre_votes"] == pre_votes  # never campaigns (rule C2)
+    # two voters remain; both are needed and suffice
+    rid = c.propose(lead, "after")
+    c.run(1.0)
+    assert rid in c.results and ("after" not in [x for _, x in c.machines[gone].applied])
+
+
+def test_remove_the_leader_it_steps_down_once_committed() -> None:
+    """Rule C5: while its removal is uncommitted the leader does not count itself, so
+    with one of the two remaining voters cut off the removal cannot commit; once it
+    commits, the leader steps down and another voter leads."""
+    c = Cluster(3, seed=47, bootstrap=True)
+    lead = elect(c)
+    a, b = (i for i in c.ids if i != lead)
+    c.partition({lead, a}, {b})
+    c.purge()
+    rid = c.change(lead, RemoveServer(lead))
+    index = c.core(lead).last_index
+    c.run(0.5)  # under an election timeout: check-quorum has not stepped it down
+    assert c.core(lead).role is Role.LEADER and c.core(lead).match_index(a) == index
+    assert rid not in c.results and c.core(lead).commit_index < index
+    c.heal()
+    c.run_until(lambda: rid in c.results)
+    c.run(0.2)
+    assert c.core(lead).role is Role.FOLLOWER
+    new = elect(c)
+    assert new in (a, b)
+    old_term = c.core(lead).term
+    c.run(10.0)
+    assert c.core(lead).stats["elections"] == 0 or c.core(lead).term == old_term
+    assert c.core(lead).role is Role.FOLLOWER and c.core(lead).voted_for in (None, lead)
+    assert c.core(new).role is Role.LEADER
+
+
+def test_a_removed_server_that_never_learned_it_does_not_disrupt() -> None:
+    """Rule C3 without pre-vote to hide behind: the removed server, cut off while it was
+    removed, raises its term in endless elections; back on the network, its vote
+    requests are refused without anyone adopting its term."""
+    c = Cluster(3, seed=48, config=RaftConfig(pre_vote=False), bootstrap=True)
+    lead = elect(c)
+    gone = next(i for i in c.ids if i != lead)
+    c.partition({gone}, set(c.ids) - {gone})
+    c.purge()
+    rid = c.change(lead, RemoveServer(gone))
+    c.run(5.0)
+    assert rid in c.results and c.core(gone).configuration.get(gone) is not None
+    assert c.core(gone).term > c.core(lead).term + 2
+    term = c.core(lead).term
+    c.heal()
+    c.run(5.0)
+    assert c.leader() == lead and c.core(lead).term == term
+    assert all(c.core(i).term == term for i in c.ids if i != gone)
+
+
+def test_a_truncated_configuration_entry_reverts_the_configuration() -> None:
+    """Rule C1: a configuration is used as soon as it is in the log, and undone with it
+    (ConfigurationChanged announces both; Cluster checks every announcement)."""
+    c = Cluster(3, seed=49, bootstrap=True, spares=1)
+    old = elect(c)
+    c.partition({old}, set(c.ids) - {old})
+    c.purge()
+    c.change(old, AddNonVoter("s4"))
+    assert c.core(old).configuration.get("s4") is not None
+    assert c.announced[old][0] == c.core(old).configuration
+    c.run(3.0)
+    new = c.leader()
+    assert new is not None and new != old
+    c.propose(new, "overwrites")
+    c.heal()
+    c.run(3.0)
+    assert c.core(old).configuration.get("s4") is None
+    assert c.announced[old] == (c.core(old).configuration, 1)
+
+
+def chaos_membership(seed: int, seconds: float = 60.0) -> Cluster:
+    """The random schedule of chaos() with membership changes mixed in: at random the
+    leader adds a spare as a non-voter, promotes a non-voter, or removes a server (the
+    removed may be added back later, its old log and term intact); it also transfers
+    leadership, and reads (each read index is checked to cover acknowledged writes)."""
+    c = Cluster(3, seed=seed, bootstrap=True, spares=2)
+    rng = random.Random(seed * 7919)
+    c.loss = 0.05
+    end = c.now + seconds
+    while c.now < end:
+        action = rng.random()
+        lead = c.leader()
+        if action < 0.12:
+            group = set(rng.sample(c.ids, rng.randint(1, len(c.ids) - 1)))
+            c.partition(group, set(c.ids) - group)
+        elif action < 0.22:
+            c.heal()
+        elif action < 0.28 and len(c.live()) > 1:
+            c.crash(rng.choice(c.live()))
+        elif action < 0.38:
+            for sid in [i for i in c.ids if c.cores[i] is None]:
+                c.start(sid)
+        elif action < 0.58 and lead is not None:
+            conf = c.core(lead).configuration
+            outside = [i for i in c.ids if conf.get(i) is None]
+            learners = [s.id for s in conf.servers if not s.voter]
+            choice = rng.random()
+            if choice < 0.4 and outside:
+                c.change(lead, AddNonVoter(rng.choice(outside)))
+            elif choice < 0.7 and learners:
+                c.change(lead, PromoteVoter(rng.choice(learners)))
+            else:
+                c.change(lead, RemoveServer(rng.choice([s.id for s in conf.servers])))
+        elif action < 0.66 and lead is not None:
+            voters = list(c.core(lead).voters)
+            c.transfer(lead, rng.choice([None, None, *voters, *voters, *c.ids]))
+        elif lead is not None:
+            c.propose(lead, f"v{c.next_request}")
+            c.read(lead)
+        c.run(rng.uniform(0.05, 1.5))
+    return c
+
+
+@pytest.mark.parametrize("seed", range(100, 112))
+def test_safety_holds_while_membership_changes(seed: int) -> None:
+    """§5.2-§5.4 and rule C4 under random membership changes, then liveness: once healed
+    and restarted, the voters of the latest configuration elect a leader that commits
+    on every member."""
+    c = chaos_membership(seed)
+    assert c.committed and c.leaders
+    changed = {
+        str(e.command)
+        for d in c.disks.values()
+        for e in d.entries
+        if e.kind is EntryKind.CONFIGURATION and e.index > 1
+    }
+    assert changed, "no membership change happened: the schedule proves nothing"
+    assert c.reads, "no read completed: reads went untested"
+    c.heal()
+    c.loss = 0.0
+    for sid in [i for i in c.ids if c.cores[i] is None]:
+        c.start(sid)
+    lead = elect(c)
+    rid = c.propose(lead, "final")
+    c.run(3.0)
+    assert rid in c.results
+    for sid in c.members(lead):
+        assert c.machines[sid].applied[-1][1] == "final", sid
+
+
+# ==================================================================== ReadIndex (thesis §6.4)
+
+
+def test_a_single_voter_confirms_a_read_at_once() -> None:
+    c = Cluster(1, seed=61)
+    elect(c)
+    c.propose("s1", "x")
+    rid = c.read("s1")
+    assert c.reads[rid] == c.core("s1").commit_index == 2
+
+
+def test_a_read_waits_for_a_quorum_round_sent_after_it() -> None:
+    c = Cluster(3, seed=62)
+    lead = elect(c)
+    w = c.propose(lead, "w")
+    c.run(0.5)
+    assert w in c.results
+    core = c.core(lead)
+    core.handle(c.now, ReadIndexRequested(1000))
+    effects = core.take_effects()
+    rounds = [e.message for e in effects if isinstance(e, SendMessage)]
+    # a heartbeat round leaves at once, to every follower, with a fresh round number
+    assert sorted(m.dst for m in rounds) == sorted(i for i in c.ids if i != lead)
+    assert len({m.seq for m in rounds}) == 1
+    assert not any(isinstance(e, ReadIndexReady) for e in effects)
+    # acknowledgements of an older round do not confirm it
+    old = rounds[0].seq - 1
+    for f in (m.dst for m in rounds):
+        core.handle(c.now, MessageReceived(AppendResponse(f, lead, core.term, True, 2, old)))
+    assert not any(isinstance(e, ReadIndexReady) for e in core.take_effects())
+    f = rounds[0].dst
+    core.handle(c.now, MessageReceived(AppendResponse(f, lead, core.term, True, 2, old + 1)))
+    assert core.take_effects() == [ReadIndexReady(1000, core.commit_index)]
+
+
+def test_reads_at_one_instant_share_a_round() -> None:
+    c = Cluster(5, seed=63)
+    lead = elect(c)
+    core = c.core(lead)
+    for rid in range(100, 110):
+        core.handle(c.now, ReadIndexRequested(rid))
+    sends = [e for e in core.take_effects() if isinstance(e, SendMessage)]
+    assert len(sends) == 4  # one round to each follower, not one per read
+
+
+def test_a_deposed_leader_never_confirms_a_read() -> None:
+    """Without check-quorum a leader cut off alone still believes it leads; its reads must
+    wait for a round the majority acknowledges, which never comes, and are dropped once
+    it learns of the new term."""
+    c = Cluster(3, seed=64, config=RaftConfig(check_quorum=False))
+    old = elect(c)
+    c.partition({old}, set(c.ids) - {old})
+    c.purge()
+    rid = c.read(old)
+    c.run(5.0)
+    new = c.leader()
+    assert new != old and c.core(old).role is Role.LEADER
+    w = c.propose(new, "newer")
+    c.run(1.0)
+    assert w in c.results and rid not in c.reads
+    c.heal()
+    c.run(2.0)
+    assert rid in c.dropped and rid not in c.reads
+
+
+def test_a_new_leader_reads_only_after_committing_an_entry_of_its_term() -> None:
+    c = Cluster(3, seed=65)
+    c.run_until(lambda: c.leader() is not None)
+    lead = c.leader()
+    assert lead is not None
+    core = c.core(lead)
+    noop = core.last_index
+    assert core.term_at(core.commit_index) != core.term  # its no-op is not committed yet
+    rid = c.read(lead)
+    assert rid not in c.reads
+    c.run(1.0)
+    assert c.reads[rid] >= noop
+
+
+def test_a_follower_drops_a_read_and_names_the_leader() -> None:
+    c = Cluster(3, seed=66)
+    lead = elect(c)
+    follower = next(i for i in c.ids if i != lead)
+    rid = c.read(follower)
+    assert rid in c.dropped and c.core(follower).leader == lead
+
+
+# ==================================================================== leadership transfer (§3.10)
+
+
+def test_transfer_to_a_named_voter() -> None:
+    c = Cluster(3, seed=71)
+    old = elect(c)
+    term = c.core(old).term
+    target = next(i for i in c.ids if i != old)
+    rid = c.transfer(old, target)
+    refused = c.propose(old, "during")
+    change = c.change(old, RemoveServer(target))
+    assert c.refused[refused] == c.refused[change] == "leadership transfer in progress"
+    c.run(1.0)
+    assert c.transfers[rid] == target
+    # the target skipped pre-vote, and voters that had just heard from the old leader
+    # set stickiness aside for it: one election, one term later
+    assert c.core(target).role is Role.LEADER and c.core(target).term == term + 1
+    assert c.core(old).role is Role.FOLLOWER and c.core(old).leader == target
+
+
+def test_transfer_without_target_picks_the_most_up_to_date_voter() -> None:
+    c = Cluster(3, seed=72)
+    old = elect(c)
+    behind, ahead = (i for i in c.ids if i != old)
+    c.crash(behind)
+    for i in range(5):
+        c.propose(old, f"x{i}")
+    c.run(0.5)
+    c.start(behind)
+    rid = c.transfer(old, None)
+    c.run(1.0)
+    assert c.transfers[rid] == ahead
+
+
+def test_transfer_brings_a_lagging_target_up_to_date_first() -> None:
+    """Cluster asserts that TimeoutNow leaves only once the target's log matches."""
+    c = Cluster(3, seed=73, config=RaftConfig(max_entries_per_append=4))
+    old = elect(c)
+    target = next(i for i in c.ids if i != old)
+    c.crash(target)
+    for i in range(40):
+        c.propose(old, f"x{i}")
+    c.run(0.5)
+    c.start(target)
+    rid = c.transfer(old, target)
+    assert c.core(old).match_index(target) < c.core(old).last_index
+    c.run(1.0)
+    assert c.transfers[rid] == target
+    assert [x for _, x in c.machines[target].applied][-1] == "x39"
+
+
+def test_transfer_to_an_unreachable_voter_times_out_and_the_leader_resumes() -> None:
+    c = Cluster(3, seed=74)
+    old = elect(c)
+    target = next(i for i in c.ids if i != old)
+    c.partition({target}, set(c.ids) - {target})
+    c.purge()
+    rid = c.transfer(old, target)
+    c.run(0.5)
+    assert "leadership transfer in progress" in c.refused[c.propose(old, "no")]
+    c.run(1.0)
+    assert c.refused[rid] == "leadership transfer timed out"
+    assert c.core(old).role is Role.LEADER
+    w = c.propose(old, "yes")
+    c.run(0.5)
+    assert w in c.results
+
+
+def test_transfer_refusals() -> None:
+    c = Cluster(3, seed=75, bootstrap=True, spares=1)
+    lead = elect(c)
+    add = c.change(lead, AddNonVoter("s4"))
+    c.run(1.0)
+    assert add in c.results
+    follower = next(i for i in c.initial if i != lead)
+    for target, reason in (
+        (lead, "the leader already"),
+        ("s9", "not in the configuration"),
+        ("s4", "not a voter"),
+    ):
+        rid = c.transfer(lead, target)
+        assert reason in c.refused[rid], (target, c.refused.get(rid))
+    assert c.transfer(follower, None) in c.dropped
+    c.partition({lead}, set(c.ids) - {lead})
+    c.purge()
+    c.transfer(lead, follower)
+    assert c.refused[c.transfer(lead, None)] == "leadership transfer in progress"
+    solo = Cluster(1, seed=76)
+    elect(solo)
+    assert "no other voter" in solo.refused[solo.transfer("s1", None)]

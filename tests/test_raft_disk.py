@@ -17,7 +17,17 @@ from pathlib import Path
 import pytest
 
 from federation.disk import DiskCorrupt, RaftDisk
-from federation.raft import Entry, Persisted, PersistEntries, PersistState, Proposed, RaftCore
+from federation.raft import (
+    Configuration,
+    Entry,
+    EntryKind,
+    Persisted,
+    PersistEntries,
+    PersistState,
+    Proposed,
+    RaftCore,
+    ServerInfo,
+)
 from gossamer.core import TimerExpired
 
 
@@ -39,6 +49,34 @@ def test_round_trip_and_truncate_then_append(tmp_path: Path) -> None:
     assert [(e.index, e.term) for e in p.entries] == [(1, 1), (2, 1), (3, 3), (4, 3)]
     assert p.entries[0].command is None
     assert p.entries[2].command == {"Op": "kv", "Key": "k3", "Value": b"v"}
+
+
+def test_configuration_entries_keep_their_kind(tmp_path: Path) -> None:
+    path = str(tmp_path / "raft.db")
+    conf = Configuration((ServerInfo("s1", "127.0.0.1:8300"), ServerInfo("s2", "", False)))
+    config_entry = Entry(1, 1, conf.to_wire(), EntryKind.CONFIGURATION)
+    RaftDisk(path).persist([PersistEntries(1, (config_entry, Entry(1, 2, None), *entries(3, 1)))])
+    p = RaftDisk(path).load()
+    assert p.entries[0] == config_entry and p.entries[0].kind is EntryKind.CONFIGURATION
+    assert Configuration.from_wire(p.entries[0].command) == conf
+    assert [e.kind for e in p.entries[1:]] == [EntryKind.COMMAND] * 2
+
+
+def test_a_database_from_before_entry_kinds_is_migrated(tmp_path: Path) -> None:
+    path = str(tmp_path / "raft.db")
+    db = sqlite3.connect(path)
+    db.executescript(
+        "CREATE TABLE meta (key TEXT PRIMARY KEY, value BLOB);"
+        "CREATE TABLE log (idx INTEGER PRIMARY KEY, term INTEGER NOT NULL, command BLOB);"
+        "INSERT INTO meta VALUES ('term', 2), ('voted_for', 's1');"
+        "INSERT INTO log VALUES (1, 1, NULL), (2, 2, NULL);"
+    )
+    db.close()
+    d = RaftDisk(path)
+    assert d.load() == Persisted(2, "s1", (Entry(1, 1, None), Entry(2, 2, None)))
+    d.persist([PersistEntries(3, (Entry(2, 3, [["s1", "", True]], EntryKind.CONFIGURATION),))])
+    d.close()
+    assert RaftDisk(path).load().entries[2].kind is EntryKind.CONFIGURATION
 
 
 def test_a_restarted_core_has_its_term_vote_and_log(tmp_path: Path) -> None:

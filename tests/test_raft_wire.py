@@ -10,8 +10,18 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from federation.raft import AppendRequest, AppendResponse, Entry, VoteRequest, VoteResponse
-from federation.wire import ENTRIES_MAX, WireError, decode_message, encode_message
+from federation.raft import (
+    AppendRequest,
+    AppendResponse,
+    Configuration,
+    Entry,
+    EntryKind,
+    ServerInfo,
+    TimeoutNow,
+    VoteRequest,
+    VoteResponse,
+)
+from federation.wire import ENTRIES_MAX, WIRE_VERSION, WireError, decode_message, encode_message
 
 U63 = st.integers(0, (1 << 63) - 1)
 IDS = st.text(min_size=1, max_size=20)
@@ -20,22 +30,38 @@ COMMANDS = st.recursive(
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
     max_leaves=12,
 )
+CONFIGURATIONS = st.lists(
+    st.builds(ServerInfo, IDS, st.text(max_size=30), st.booleans()),
+    max_size=6,
+    unique_by=lambda s: s.id,
+).map(lambda servers: Configuration(tuple(servers)))
+
+
+@st.composite
+def entry_bodies(draw: st.DrawFn) -> tuple[object, EntryKind]:
+    if draw(st.booleans()):
+        return draw(CONFIGURATIONS).to_wire(), EntryKind.CONFIGURATION
+    return draw(COMMANDS), EntryKind.COMMAND
 
 
 @st.composite
 def messages(draw: st.DrawFn) -> object:
     src, dst, term = draw(IDS), draw(IDS), draw(U63)
-    kind = draw(st.sampled_from(["vreq", "vresp", "areq", "aresp"]))
+    kind = draw(st.sampled_from(["vreq", "vresp", "areq", "aresp", "tnow"]))
     if kind == "vreq":
-        return VoteRequest(src, dst, term, draw(U63), draw(U63), draw(st.booleans()))
+        return VoteRequest(
+            src, dst, term, draw(U63), draw(U63), draw(st.booleans()), draw(st.booleans())
+        )
+    if kind == "tnow":
+        return TimeoutNow(src, dst, term)
     if kind == "vresp":
         return VoteResponse(src, dst, term, draw(st.booleans()), draw(st.booleans()))
     if kind == "aresp":
-        return AppendResponse(src, dst, term, draw(st.booleans()), draw(U63))
+        return AppendResponse(src, dst, term, draw(st.booleans()), draw(U63), draw(U63))
     prev = draw(st.integers(0, 1 << 40))
-    cmds = draw(st.lists(COMMANDS, max_size=5))
-    entries = tuple(Entry(draw(U63), prev + 1 + i, c) for i, c in enumerate(cmds))
-    return AppendRequest(src, dst, term, prev, draw(U63), entries, draw(U63))
+    bodies = draw(st.lists(entry_bodies(), max_size=5))
+    entries = tuple(Entry(draw(U63), prev + 1 + i, c, k) for i, (c, k) in enumerate(bodies))
+    return AppendRequest(src, dst, term, prev, draw(U63), entries, draw(U63), draw(U63))
 
 
 @settings(max_examples=300, deadline=None)
@@ -45,11 +71,15 @@ def test_round_trip(m: object) -> None:
 
 
 ENTRIES = [Entry(3, 5 + i, {"Op": "kv", "Key": f"k{i}", "Value": b"v"}) for i in range(3)]
+CONF = Configuration((ServerInfo("s1", "10.0.0.1:8300"), ServerInfo("s4", "", False)))
+ENTRIES.append(Entry(3, 8, CONF.to_wire(), EntryKind.CONFIGURATION))
 SAMPLES = [
     encode_message(VoteRequest("s1", "s2", 3, 10, 2, True)),
+    encode_message(VoteRequest("s1", "s2", 3, 10, 2, False, True)),
     encode_message(VoteResponse("s2", "s1", 3, True)),
-    encode_message(AppendResponse("s2", "s1", 3, False, 7)),
-    encode_message(AppendRequest("s1", "s2", 3, 4, 2, tuple(ENTRIES), 4)),
+    encode_message(AppendResponse("s2", "s1", 3, False, 7, 12)),
+    encode_message(AppendRequest("s1", "s2", 3, 4, 2, tuple(ENTRIES), 4, 12)),
+    encode_message(TimeoutNow("s1", "s2", 3)),
 ]
 
 
@@ -99,16 +129,27 @@ def test_mutated_traffic_raises_only_wire_error(seed: int) -> None:
 
 
 def test_limits_and_shape_errors() -> None:
+    v = WIRE_VERSION
     too_many = msgpack.packb(
-        [1, 3, "a", "b", 1, 0, 0, 0, [[1, i + 1, None] for i in range(ENTRIES_MAX + 1)]]
+        [v, 3, "a", "b", 1, 0, 0, 0, [[1, i + 1, None, 0] for i in range(ENTRIES_MAX + 1)], 0]
     )
     for data, text in (
         (too_many, "entries: expected a list of at most"),
-        (msgpack.packb([2, 1, "a", "b", 1, 0, 0, True]), "unsupported wire version"),
-        (msgpack.packb([1, 1, "", "b", 1, 0, 0, True]), "src"),
-        (msgpack.packb([1, 1, "a", "b", -1, 0, 0, True]), "term"),
-        (msgpack.packb([1, 3, "a", "b", 1, 5, 0, 0, [[1, 7, None]]]), "contiguous"),
-        (msgpack.packb([1, 9, "a", "b", 1]), "unknown message kind"),
+        (msgpack.packb([1, 1, "a", "b", 1, 0, 0, True, False]), "unsupported wire version"),
+        (msgpack.packb([v, 1, "", "b", 1, 0, 0, True, False]), "src"),
+        (msgpack.packb([v, 1, "a", "b", -1, 0, 0, True, False]), "term"),
+        (msgpack.packb([v, 1, "a", "b", 1, 0, 0, True, 0]), "transfer"),
+        (msgpack.packb([v, 5, "a", "b", 1, 0]), "unknown message kind"),
+        (msgpack.packb([v, 3, "a", "b", 1, 5, 0, 0, [[1, 7, None, 0]], 0]), "contiguous"),
+        (msgpack.packb([v, 3, "a", "b", 1, 0, 0, 0, [[1, 1, None]], 0]), "entry: expected"),
+        (msgpack.packb([v, 3, "a", "b", 1, 0, 0, 0, [[1, 1, None, 2]], 0]), "entry kind"),
+        (msgpack.packb([v, 3, "a", "b", 1, 0, 0, 0, [[1, 1, None, True]], 0]), "entry kind"),
+        (msgpack.packb([v, 3, "a", "b", 1, 0, 0, 0, [[1, 1, [["a", "", 1]], 1]], 0]), "voter"),
+        (
+            msgpack.packb([v, 3, "a", "b", 1, 0, 0, 0, [[1, 1, [["a", "", True]] * 2, 1]], 0]),
+            "duplicate",
+        ),
+        (msgpack.packb([v, 9, "a", "b", 1]), "unknown message kind"),
         (msgpack.packb({"a": 1}), "expected an array"),
     ):
         with pytest.raises(WireError, match=text):
