@@ -64,7 +64,9 @@ C3. Vote and pre-vote requests are refused, without adopting their term, when th
     membership schedules deadlocked on both with the strict test). Likewise a server
     whose removal is in its log but not known committed still votes. Every other message
     is accepted from anyone: a leader that has just added us is not yet in our
-    configuration.
+    configuration; but a leader ignores a higher term in an answer from a server outside
+    its configuration (a removed server that raised its term alone) and stops
+    replicating to it.
 C4. One change at a time, adding or removing one server (§4.2): a leader refuses a change
     while its latest configuration entry is uncommitted, and until it has committed an
     entry of its own term (the fix in Ongaro's 2015 raft-dev post "bug in single-server
@@ -89,7 +91,8 @@ R. ReadIndex (§6.4): a read is answered with a read index, the commit index onc
    confirms at once). Every AppendEntries carries the leader's round number ``seq`` and
    responses echo it; a read triggers a round at once, and reads that arrive at the same
    instant share it. The driver serves the read once ``last_applied >= index``. Losing
-   leadership drops pending reads.
+   leadership drops pending reads. (A follower receiving a snapshot confirms no round
+   until it is back on AppendEntries: InstallSnapshot answers carry no ``seq``.)
 T. Leadership transfer (§3.10): the leader stops accepting proposals and configuration
    changes, brings the target's log up to date, then sends it ``TimeoutNow``; the target
    starts an election at once, without pre-vote, and its vote requests carry

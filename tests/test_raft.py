@@ -257,14 +257,19 @@ class Cluster:
             elif isinstance(eff, RequestRefused):
                 self.refused[eff.request_id] = eff.reason
             elif isinstance(eff, ConfigurationChanged):
-                # the change is durable already: its entry was persisted before it
+                # the change is durable already: its entry was persisted before it, or,
+                # compacted, it is the configuration of the snapshot that covers it
                 held = {e.index: e for e in disk.entries}
                 snap = disk.snapshot
                 entry = held.get(eff.index)
                 assert (
                     eff.index == 0
                     or (entry is not None and entry.kind is EntryKind.CONFIGURATION)
-                    or (snap is not None and snap.index == eff.index)
+                    or (
+                        snap is not None
+                        and eff.index <= snap.index
+                        and snap.configuration == eff.configuration
+                    )
                 )
                 self.announced[sid] = eff.configuration
         core = self.cores.get(sid)
