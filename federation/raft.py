@@ -64,7 +64,9 @@ C3. Vote and pre-vote requests are refused, without adopting their term, when th
     membership schedules deadlocked on both with the strict test). Likewise a server
     whose removal is in its log but not known committed still votes. Every other message
     is accepted from anyone: a leader that has just added us is not yet in our
-    configuration.
+    configuration; but a leader ignores a higher term in an answer from a server outside
+    its configuration (a removed server that raised its term alone) and stops
+    replicating to it.
 C4. One change at a time, adding or removing one server (§4.2): a leader refuses a change
     while its latest configuration entry is uncommitted, and until it has committed an
     entry of its own term (the fix in Ongaro's 2015 raft-dev post "bug in single-server
@@ -89,7 +91,8 @@ R. ReadIndex (§6.4): a read is answered with a read index, the commit index onc
    confirms at once). Every AppendEntries carries the leader's round number ``seq`` and
    responses echo it; a read triggers a round at once, and reads that arrive at the same
    instant share it. The driver serves the read once ``last_applied >= index``. Losing
-   leadership drops pending reads.
+   leadership drops pending reads. (A follower receiving a snapshot confirms no round
+   until it is back on AppendEntries: InstallSnapshot answers carry no ``seq``.)
 T. Leadership transfer (§3.10): the leader stops accepting proposals and configuration
    changes, brings the target's log up to date, then sends it ``TimeoutNow``; the target
    starts an election at once, without pre-vote, and its vote requests carry
@@ -97,22 +100,44 @@ T. Leadership transfer (§3.10): the leader stops accepting proposals and config
    when another leader is known (``TransferDone``) or after an election timeout
    (refused; the old leader, if it still leads, resumes).
 
-Effects come out in causal order. Each ``SendMessage`` depends on every ``PersistState``
-and ``PersistEntries`` before it: the driver must make those durable (fsync) before it
-sends (etcd-raft's "persist before send" rule). ``ConfigurationChanged`` follows the
-persist effects of the log change that caused it and precedes the sends it may route.
-``Applied`` effects follow commits.
+Snapshots (the paper's §7, thesis chapter 5):
+
+S1. Each server snapshots on its own: once ``snapshot_threshold`` entries were applied
+    since its last snapshot (or on ``SnapshotRequested``) it takes the state machine's
+    bytes at ``last_applied``, with the configuration in force at that index, emits
+    ``PersistSnapshot`` and then ``CompactLog`` for the entries more than
+    ``trailing_logs`` behind it (kept for followers that lag a little, as Consul does).
+S2. A leader that no longer holds the entry before a follower's nextIndex sends its latest
+    snapshot instead, in chunks of ``snapshot_chunk_bytes``, one chunk in flight per
+    follower (re-sent after two heartbeat intervals without an answer). The follower
+    buffers chunks keyed by (leader, term, last index, last term); a chunk whose offset
+    is not its buffer's length is refused with that length so the leader resumes there;
+    a buffer over ``snapshot_bytes_max`` is dropped. On the last chunk it persists the
+    snapshot, keeps its log after the snapshot only if it holds the snapshot's last
+    entry with the same term (§7), else discards it, restores the state machine and
+    sets commit and applied to the snapshot's index. A follower whose commit index
+    already covers the snapshot answers that it needs nothing (``next_offset`` at or past
+    the end). The leader counts a follower's matchIndex only from AppendEntries answers,
+    so a stale snapshot answer can move nextIndex but never the commit point.
+S3. On start the core restores the persisted snapshot and starts with commit and applied
+    at its index; the persisted log may start at or before the snapshot's index + 1.
+
+Effects come out in causal order. Each ``SendMessage`` depends on every ``PersistState``,
+``PersistEntries``, ``PersistSnapshot`` and ``CompactLog`` before it: the driver must make
+those durable (fsync) before it sends (etcd-raft's "persist before send" rule).
+``ConfigurationChanged`` follows the persist effects of the log change that caused it and
+precedes the sends it may route. ``Applied`` effects follow commits.
 
 Invariants (asserted): the log is contiguous; no committed entry is ever overwritten;
-``last_applied <= commit_index <= last_index``; a leader is a voter of a configuration
-when it is elected.
-
-Not yet here (issue 5 continues): snapshots and log compaction, InstallSnapshot.
+``log_base <= snapshot index <= last_applied <= commit_index <= last_index`` (the log
+holds the entries after ``log_base``); a leader is a voter of a configuration when it is
+elected.
 """
 
 from __future__ import annotations
 
 import enum
+import itertools
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -126,16 +151,20 @@ __all__ = [
     "AppendResponse",
     "Applied",
     "BootstrapRequested",
+    "CompactLog",
     "Configuration",
     "ConfigurationChangeRequested",
     "ConfigurationChanged",
     "Entry",
     "EntryKind",
+    "InstallSnapshotRequest",
+    "InstallSnapshotResponse",
     "LeaderElected",
     "LeadershipTransferRequested",
     "Message",
     "MessageReceived",
     "PersistEntries",
+    "PersistSnapshot",
     "PersistState",
     "Persisted",
     "PromoteVoter",
@@ -150,6 +179,8 @@ __all__ = [
     "Role",
     "SendMessage",
     "ServerInfo",
+    "Snapshot",
+    "SnapshotRequested",
     "StateMachine",
     "TimeoutNow",
     "TransferDone",
@@ -159,12 +190,22 @@ __all__ = [
 
 SERVER_ID_MAX = 256
 """Longest server ID (the wire codec enforces the same)."""
+SNAPSHOT_CHUNK_BYTES_MAX = 8 << 20
+"""Largest snapshot chunk a leader sends (half the wire's MESSAGE_BYTES_MAX)."""
 
 
 class StateMachine(Protocol):
     """What Raft applies committed commands to (the catalog's StateStore)."""
 
     def apply(self, index: int, command: Any) -> Any: ...
+
+    def snapshot(self) -> bytes:
+        """All state, as bytes (taken at ``last_applied``)."""
+        ...
+
+    def restore(self, data: bytes) -> None:
+        """Replace all state with a :meth:`snapshot`'s bytes."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -180,6 +221,15 @@ class RaftConfig:
     """Appends a leader keeps in flight per follower before it waits (pipelining)."""
     pre_vote: bool = True
     check_quorum: bool = True
+    snapshot_threshold: int = 16384
+    """Entries applied since the last snapshot that trigger one (Consul's default)."""
+    trailing_logs: int = 10240
+    """Entries kept behind a snapshot for followers that lag (Consul's default)."""
+    snapshot_chunk_bytes: int = 1 << 20
+    """Bytes of snapshot per InstallSnapshot message (at most SNAPSHOT_CHUNK_BYTES_MAX, so
+    a chunk fits the wire's message limit)."""
+    snapshot_bytes_max: int = 1 << 30
+    """Largest snapshot a follower buffers; a larger one is refused."""
 
     def validate(self) -> None:
         if self.heartbeat_interval_s <= 0 or self.election_timeout_s <= 0:
@@ -188,6 +238,12 @@ class RaftConfig:
             raise ValueError("heartbeat_interval_s must be under half the election timeout")
         if self.max_entries_per_append < 1 or self.max_inflight_appends < 1:
             raise ValueError("max_entries_per_append and max_inflight_appends must be >= 1")
+        if self.snapshot_threshold < 1 or self.trailing_logs < 0:
+            raise ValueError("snapshot_threshold must be >= 1 and trailing_logs >= 0")
+        if not 1 <= self.snapshot_chunk_bytes <= SNAPSHOT_CHUNK_BYTES_MAX:
+            raise ValueError(f"snapshot_chunk_bytes must be in [1, {SNAPSHOT_CHUNK_BYTES_MAX}]")
+        if self.snapshot_bytes_max < 1:
+            raise ValueError("snapshot_bytes_max must be >= 1")
 
     @classmethod
     def low_latency(cls) -> RaftConfig:
@@ -325,6 +381,25 @@ class AppendResponse(Message):
 
 
 @dataclass(frozen=True, slots=True)
+class InstallSnapshotRequest(Message):
+    """One chunk of the leader's snapshot (rule S2)."""
+
+    last_index: int
+    last_term: int
+    configuration: Configuration
+    offset: int
+    data: bytes
+    done: bool
+
+
+@dataclass(frozen=True, slots=True)
+class InstallSnapshotResponse(Message):
+    success: bool
+    next_offset: int
+    """The offset the follower wants next; at or past the snapshot's end: done."""
+
+
+@dataclass(frozen=True, slots=True)
 class TimeoutNow(Message):
     """Leader to transfer target: start an election now (rule T)."""
 
@@ -408,16 +483,34 @@ class LeadershipTransferRequested(Event):
     target: str | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class SnapshotRequested(Event):
+    """Take a snapshot now (operators, tests), rule S1."""
+
+
 # ------------------------------------------------------------------------ effects
 
 
 @dataclass(frozen=True, slots=True)
+class Snapshot:
+    """The state machine at ``index`` (whose entry has ``term``), and the configuration
+    in force there."""
+
+    index: int
+    term: int
+    configuration: Configuration
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
 class Persisted:
-    """What a restarted server reads back from its disk."""
+    """What a restarted server reads back from its disk: ``entries`` are contiguous and,
+    with a snapshot, start at or before ``snapshot.index + 1`` (rule S3)."""
 
     term: int = 0
     voted_for: str | None = None
     entries: tuple[Entry, ...] = ()
+    snapshot: Snapshot | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -433,6 +526,23 @@ class PersistEntries(Effect):
 
     from_index: int
     entries: tuple[Entry, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class PersistSnapshot(Effect):
+    """Store this snapshot durably, replacing the previous one (rule S1, S2)."""
+
+    index: int
+    term: int
+    configuration: Configuration
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class CompactLog(Effect):
+    """Drop every log entry at or before ``through_index``."""
+
+    through_index: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -497,7 +607,9 @@ class LeaderElected(Effect):
 @dataclass(frozen=True, slots=True)
 class ConfigurationChanged(Effect):
     """Fact: ``core.configuration`` is now ``configuration``, from the log entry at
-    ``index`` (0: the static ``voters`` or none)."""
+    ``index`` (0: the static ``voters`` or none; a snapshot's index when it came with a
+    snapshot). Emitted only when the servers change, not when the same configuration
+    moves to another index."""
 
     configuration: Configuration
     index: int
@@ -513,6 +625,18 @@ class _Progress:
     last_contact: float | None = None
     acked_seq: int = 0
     """The highest heartbeat round it acknowledged in this term (rule R)."""
+    snap_index: int = 0
+    """The index of the snapshot being sent to it (0: none), rule S2."""
+    snap_offset: int = 0
+    snap_sent_at: float | None = None
+    """When the chunk in flight left (None: none in flight)."""
+
+
+@dataclass
+class _SnapshotBuffer:
+    key: tuple[str, int, int, int]
+    """(leader, term, last index, last term) of the snapshot being received"""
+    data: bytearray
 
 
 @dataclass
@@ -574,19 +698,51 @@ class RaftCore:
         p = persisted or Persisted()
         self.term = p.term
         self.voted_for = p.voted_for
-        self._log: list[Entry] = list(p.entries)
-        for i, e in enumerate(self._log, 1):
-            if e.index != i:
-                raise ValueError("persisted entries must be contiguous from index 1")
-        self._configs: list[tuple[int, Configuration]] = [(0, static)]
+        entries = list(p.entries)
+        for a, b in itertools.pairwise(entries):
+            if b.index != a.index + 1:
+                raise ValueError("persisted entries must be contiguous")
+        snap = p.snapshot
+        self._snapshot: Snapshot | None = snap
+        self._base = 0
+        """The index before the first entry held; entries up to it are compacted."""
+        self._base_term = 0
+        if snap is None:
+            if entries and entries[0].index != 1:
+                raise ValueError("persisted entries must start at index 1 without a snapshot")
+        else:
+            if entries and entries[0].index > snap.index + 1:
+                raise ValueError("a gap between the persisted snapshot and the log")
+            at = [e for e in entries if e.index == snap.index]
+            if at and at[0].term != snap.term:
+                raise ValueError("the persisted log disagrees with the snapshot")
+            if not entries or entries[-1].index < snap.index:
+                entries = []  # all covered by the snapshot
+            if entries and entries[0].index <= snap.index:
+                # the first entry held becomes the base: its term is what an append of
+                # the next one needs
+                self._base, self._base_term = entries[0].index, entries[0].term
+                entries = entries[1:]
+            else:
+                self._base, self._base_term = snap.index, snap.term
+        self._log: list[Entry] = entries
+        confs = {0: static}
+        for e in self._log:
+            if e.kind is EntryKind.CONFIGURATION and snap is not None and e.index <= snap.index:
+                confs[e.index] = Configuration.from_wire(e.command)
+        if snap is not None:
+            confs[snap.index] = snap.configuration
+        self._configs: list[tuple[int, Configuration]] = sorted(confs.items())
         """(index, configuration) of the base and of every configuration entry in the
         log, by index; the last is the one in force (rule C1)."""
-        for e in self._log:
-            if e.kind is EntryKind.CONFIGURATION:
-                self._configs.append((e.index, Configuration.from_wire(e.command)))
+        self._configs_appended([e for e in self._log if snap is None or e.index > snap.index])
         self._announced: tuple[int, Configuration] | None = None
         self.commit_index = 0
         self.last_applied = 0
+        self._snap_buffer: _SnapshotBuffer | None = None
+        if snap is not None:
+            state_machine.restore(snap.data)  # rule S3
+            self.commit_index = self.last_applied = snap.index
         self.role = Role.FOLLOWER
         self.leader: str | None = None
         self.now = now
@@ -607,7 +763,16 @@ class RaftCore:
         self._election_deadline = 0.0
         self._heartbeat_deadline = float("inf")
         self._quorum_deadline = float("inf")
-        self.stats = {"elections": 0, "pre_votes": 0, "stepped_down": 0, "dropped": 0}
+        self.stats = {
+            "elections": 0,
+            "pre_votes": 0,
+            "stepped_down": 0,
+            "dropped": 0,
+            "snapshots": 0,
+            "snapshots_installed": 0,
+            "snapshot_chunks_refused": 0,
+            "snapshot_restore_failed": 0,
+        }
         self._reset_election_timer()
         if self.configuration.servers:
             self._announce_configuration()
@@ -631,8 +796,11 @@ class RaftCore:
             self._on_read(event.request_id)
         elif isinstance(event, LeadershipTransferRequested):
             self._on_transfer(event)
+        elif isinstance(event, SnapshotRequested):
+            self._take_snapshot()
         else:
             raise TypeError(f"RaftCore cannot handle {type(event).__name__}")
+        assert self._base <= self.snapshot_index <= self.last_applied
         assert self.last_applied <= self.commit_index <= self.last_index
 
     def next_deadline(self) -> float | None:
@@ -649,24 +817,42 @@ class RaftCore:
 
     @property
     def last_index(self) -> int:
-        return len(self._log)
+        return self._base + len(self._log)
 
     @property
     def last_term(self) -> int:
-        return self._log[-1].term if self._log else 0
+        return self._log[-1].term if self._log else self._base_term
+
+    @property
+    def log_base(self) -> int:
+        """The log holds the entries after this index (0 until compacted)."""
+        return self._base
+
+    @property
+    def snapshot(self) -> Snapshot | None:
+        return self._snapshot
+
+    @property
+    def snapshot_index(self) -> int:
+        return self._snapshot.index if self._snapshot is not None else 0
 
     def term_at(self, index: int) -> int:
-        if index == 0:
-            return 0
-        return self._log[index - 1].term
+        """The term of the entry at ``index`` (log_base <= index <= last_index)."""
+        assert self._base <= index <= self.last_index, f"no term for {index}"
+        if index == self._base:
+            return self._base_term
+        return self._log[index - self._base - 1].term
+
+    def _held(self, index: int) -> bool:
+        return self._base <= index <= self.last_index
 
     def entry(self, index: int) -> Entry:
-        """The entry at ``index`` (1 <= index <= last_index)."""
-        assert 1 <= index <= self.last_index, f"no entry {index}"
-        return self._log[index - 1]
+        """The entry at ``index`` (log_base < index <= last_index)."""
+        assert self._base < index <= self.last_index, f"no entry {index}"
+        return self._log[index - self._base - 1]
 
     def entries(self) -> tuple[Entry, ...]:
-        """The whole log held in memory."""
+        """The log held in memory: the entries after ``log_base``."""
         return tuple(self._log)
 
     @property
@@ -749,7 +935,7 @@ class RaftCore:
     def _announce_configuration(self) -> None:
         """Emit ConfigurationChanged if the configuration in force changed (rule C1)."""
         now = self._configs[-1]
-        if now != self._announced:
+        if self._announced is None or now[1] != self._announced[1]:
             self._announced = now
             self._outbox.append(ConfigurationChanged(now[1], now[0]))
 
@@ -787,8 +973,8 @@ class RaftCore:
             del self._progress[sid]
 
     def _on_bootstrap(self, conf: Configuration) -> None:
-        if self.term != 0 or self._log:
-            raise ValueError("bootstrap needs a fresh server (term 0, empty log)")
+        if self.term != 0 or self.last_index != 0 or self._snapshot is not None:
+            raise ValueError("bootstrap needs a fresh server (term 0, empty log, no snapshot)")
         if not conf.is_voter(self.id):
             raise ValueError(f"bootstrap configuration must hold {self.id!r} as a voter")
         self.term = 1
@@ -1013,8 +1199,12 @@ class RaftCore:
         if pr.inflight >= self.config.max_inflight_appends and not heartbeat:
             return
         prev = pr.next_index - 1
+        if prev < self._base:
+            # the entry before what it needs is compacted: it gets the snapshot (rule S2)
+            self._send_snapshot_chunk(peer, pr)
+            return
         end = min(self.last_index, prev + self.config.max_entries_per_append)
-        entries = tuple(self._log[prev:end])
+        entries = tuple(self._log[prev - self._base : end - self._base])
         self._send(
             AppendRequest(self.id, peer, self.term, prev, self.term_at(prev), entries,
                           self.commit_index, self._seq)
@@ -1029,28 +1219,38 @@ class RaftCore:
             self._become_follower(m.term, m.src)
         self._leader_contact = self.now
         self._reset_election_timer()
-        if m.prev_index > self.last_index or self.term_at(m.prev_index) != m.prev_term:
-            hint = min(self.last_index, m.prev_index - 1)
+        prev_index, prev_term, entries = m.prev_index, m.prev_term, m.entries
+        if prev_index < self._base:
+            # what we compacted is committed, hence the same in every leader's log: skip it
+            skip = self._base - prev_index
+            if len(entries) < skip:
+                match = prev_index + len(entries)
+                self._send(AppendResponse(self.id, m.src, self.term, True, match, m.seq))
+                return
+            prev_index, prev_term = self._base, entries[skip - 1].term
+            entries = entries[skip:]
+        if prev_index > self.last_index or self.term_at(prev_index) != prev_term:
+            hint = min(self.last_index, prev_index - 1)
             self._send(AppendResponse(self.id, m.src, self.term, False, max(hint, 0), m.seq))
             return
         # §5.3: delete a conflicting suffix, then append what is new
         new_from = None
-        for e in m.entries:
+        for e in entries:
             if e.index <= self.last_index:
                 if self.term_at(e.index) == e.term:
                     continue
                 assert e.index > self.commit_index, "a committed entry would be overwritten"
-                del self._log[e.index - 1 :]
+                del self._log[e.index - self._base - 1 :]
                 self._configs_truncated(e.index)
             new_from = e.index
             break
         if new_from is not None:
-            tail = tuple(e for e in m.entries if e.index >= new_from)
+            tail = tuple(e for e in entries if e.index >= new_from)
             self._log.extend(tail)
             self._outbox.append(PersistEntries(new_from, tail))
             self._configs_appended(tail)
             self._announce_configuration()
-        match = m.prev_index + len(m.entries)
+        match = prev_index + len(entries)
         self._send(AppendResponse(self.id, m.src, self.term, True, match, m.seq))
         if m.commit > self.commit_index:
             self._commit_to(min(m.commit, match))
@@ -1121,7 +1321,7 @@ class RaftCore:
         self.commit_index = index
         while self.last_applied < self.commit_index:
             self.last_applied += 1
-            e = self._log[self.last_applied - 1]
+            e = self.entry(self.last_applied)
             request_id = self._pending.pop(e.index, None)
             if e.command is None or e.kind is EntryKind.CONFIGURATION:
                 if request_id is not None:
@@ -1134,6 +1334,8 @@ class RaftCore:
             except Exception as exc:  # the state machine's refusal is an outcome, not a crash
                 error = exc
             self._outbox.append(Applied(e.index, e.term, request_id, result, error))
+        if self.last_applied - self.snapshot_index >= self.config.snapshot_threshold:
+            self._take_snapshot()
         if self.role is Role.LEADER:
             if self._reads:
                 self._advance_reads()
@@ -1221,6 +1423,147 @@ class RaftCore:
             tr.timeout_sent = True
             self._send(TimeoutNow(self.id, tr.target, self.term))
 
+    # ================================================================== snapshots
+
+    def _configuration_at(self, index: int) -> Configuration:
+        """The configuration in force at ``index`` (at or before it in the log)."""
+        for at, conf in reversed(self._configs):
+            if at <= index:
+                return conf
+        raise AssertionError("the base configuration is at index 0")
+
+    def _take_snapshot(self) -> None:
+        """Rule S1: snapshot at last_applied, then compact all but the trailing logs."""
+        index = self.last_applied
+        if index <= self.snapshot_index:
+            return
+        snap = Snapshot(index, self.term_at(index), self._configuration_at(index),
+                        self.sm.snapshot())  # fmt: skip
+        self._snapshot = snap
+        self.stats["snapshots"] += 1
+        self._outbox.append(PersistSnapshot(snap.index, snap.term, snap.configuration, snap.data))
+        self._compact(index - self.config.trailing_logs)
+        # configurations before the one in force at the snapshot are of no more use
+        keep = [c for c in self._configs if c[0] >= self._configs_index_at(index)]
+        self._configs = [self._configs[0], *(c for c in keep if c[0] > 0)]
+
+    def _configs_index_at(self, index: int) -> int:
+        return max(at for at, _ in self._configs if at <= index)
+
+    def _compact(self, through: int) -> None:
+        if through <= self._base:
+            return
+        assert through <= self.snapshot_index, "only what a snapshot covers is compacted"
+        term = self.term_at(through)
+        del self._log[: through - self._base]
+        self._base, self._base_term = through, term
+        self._outbox.append(CompactLog(through))
+
+    def _send_snapshot_chunk(self, peer: str, pr: _Progress) -> None:
+        snap = self._snapshot
+        assert snap is not None and snap.index >= self._base, "compacted without a snapshot"
+        if pr.snap_index != snap.index:  # a newer snapshot: start it over
+            pr.snap_index, pr.snap_offset, pr.snap_sent_at = snap.index, 0, None
+        if (
+            pr.snap_sent_at is not None
+            and self.now < pr.snap_sent_at + 2 * self.config.heartbeat_interval_s
+        ):
+            return  # one chunk in flight
+        off = min(pr.snap_offset, len(snap.data))
+        chunk = snap.data[off : off + self.config.snapshot_chunk_bytes]
+        done = off + len(chunk) >= len(snap.data)
+        self._send(
+            InstallSnapshotRequest(self.id, peer, self.term, snap.index, snap.term,
+                                   snap.configuration, off, chunk, done)
+        )  # fmt: skip
+        pr.snap_sent_at = self.now
+
+    def _on_install_snapshot_response(self, m: InstallSnapshotResponse) -> None:
+        if self.role is not Role.LEADER or m.term != self.term:
+            return
+        pr = self._progress.get(m.src)
+        if pr is None:
+            return
+        pr.heard = True
+        pr.last_contact = self.now
+        snap = self._snapshot
+        if snap is None or pr.snap_index != snap.index:
+            return  # an answer about a snapshot we no longer send
+        pr.snap_sent_at = None
+        if m.success and m.next_offset >= len(snap.data):
+            # installed (or not needed): carry on with entries; matchIndex moves only
+            # when an append is acknowledged (rule S2)
+            pr.snap_index, pr.snap_offset = 0, 0
+            pr.next_index = snap.index + 1
+            pr.inflight = 0
+            self._send_append(m.src, heartbeat=False)
+            return
+        if not m.success:
+            self.stats["snapshot_chunks_refused"] += 1
+        pr.snap_offset = m.next_offset
+        self._send_snapshot_chunk(m.src, pr)
+
+    def _on_install_snapshot(self, m: InstallSnapshotRequest) -> None:
+        # m.term >= self.term here (older terms were answered in _on_message)
+        if self.role is not Role.FOLLOWER or self.leader != m.src:
+            self._become_follower(m.term, m.src)
+        self._leader_contact = self.now
+        self._reset_election_timer()
+
+        def answer(success: bool, next_offset: int) -> None:
+            self._send(InstallSnapshotResponse(self.id, m.src, self.term, success, next_offset))
+
+        if m.last_index <= self.commit_index:
+            self._snap_buffer = None
+            answer(True, m.offset + len(m.data) if m.done else self.config.snapshot_bytes_max + 1)
+            return
+        key = (m.src, m.term, m.last_index, m.last_term)
+        buf = self._snap_buffer
+        if m.offset == 0 and (buf is None or buf.key != key or len(buf.data) > 0):
+            buf = self._snap_buffer = _SnapshotBuffer(key, bytearray())
+        if buf is None or buf.key != key or m.offset != len(buf.data):
+            self.stats["snapshot_chunks_refused"] += 1
+            answer(False, len(buf.data) if buf is not None and buf.key == key else 0)
+            return
+        if len(buf.data) + len(m.data) > self.config.snapshot_bytes_max:
+            self.stats["snapshot_chunks_refused"] += 1
+            self._snap_buffer = None
+            answer(False, 0)
+            return
+        buf.data += m.data
+        if not m.done:
+            answer(True, len(buf.data))
+            return
+        self._snap_buffer = None
+        data = bytes(buf.data)
+        try:
+            self.sm.restore(data)
+        except Exception:  # the leader sent what its state machine cannot read
+            self.stats["snapshot_restore_failed"] += 1
+            answer(False, 0)
+            return
+        self._install(Snapshot(m.last_index, m.last_term, m.configuration, data))
+        answer(True, len(data))
+
+    def _install(self, snap: Snapshot) -> None:
+        """Rule S2: the state machine holds ``snap`` already; make the log agree."""
+        assert snap.index > self.commit_index
+        self._snapshot = snap
+        self.stats["snapshots_installed"] += 1
+        self._outbox.append(PersistSnapshot(snap.index, snap.term, snap.configuration, snap.data))
+        later: list[tuple[int, Configuration]] = []
+        if self._held(snap.index) and self.term_at(snap.index) == snap.term:
+            self._compact(snap.index)  # §7: keep the entries that follow it
+            later = [c for c in self._configs if c[0] > snap.index]
+        else:
+            through = max(self.last_index, snap.index)
+            self._log = []
+            self._base, self._base_term = snap.index, snap.term
+            self._outbox.append(CompactLog(through))
+        self.commit_index = self.last_applied = snap.index
+        self._configs = [self._configs[0], (snap.index, snap.configuration), *later]
+        self._announce_configuration()
+
     # ================================================================== votes
 
     def _on_vote_request(self, m: VoteRequest) -> None:
@@ -1305,17 +1648,27 @@ class RaftCore:
         if m.term < self.term:
             if isinstance(m, AppendRequest):  # a stale leader learns our term and steps down
                 self._send(AppendResponse(self.id, m.src, self.term, False, 0, m.seq))
+            elif isinstance(m, InstallSnapshotRequest):
+                self._send(InstallSnapshotResponse(self.id, m.src, self.term, False, 0))
             return
         if m.term > self.term:
-            if isinstance(m, AppendResponse) and self.configuration.get(m.src) is None:
+            if (
+                isinstance(m, AppendResponse | InstallSnapshotResponse)
+                and self.configuration.get(m.src) is None
+            ):
                 # rule C3 again: a removed server's term (raised in elections it could not
                 # win while cut off) does not depose us; we stop replicating to it
                 self._departing.pop(m.src, None)
                 self._progress.pop(m.src, None)
                 return
-            self._become_follower(m.term, m.src if isinstance(m, AppendRequest) else None)
+            from_leader = isinstance(m, AppendRequest | InstallSnapshotRequest)
+            self._become_follower(m.term, m.src if from_leader else None)
         if isinstance(m, AppendRequest):
             self._on_append(m)
+        elif isinstance(m, InstallSnapshotRequest):
+            self._on_install_snapshot(m)
+        elif isinstance(m, InstallSnapshotResponse):
+            self._on_install_snapshot_response(m)
         elif isinstance(m, AppendResponse):
             self._on_append_response(m)
         elif isinstance(m, TimeoutNow) and self.role is Role.FOLLOWER and self._may_campaign():

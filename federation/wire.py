@@ -32,6 +32,8 @@ from federation.raft import (
     Configuration,
     Entry,
     EntryKind,
+    InstallSnapshotRequest,
+    InstallSnapshotResponse,
     Message,
     TimeoutNow,
     VoteRequest,
@@ -56,6 +58,7 @@ SERVER_ID_MAX: Final = 256
 _U63: Final = 1 << 63
 
 _VOTE_REQ, _VOTE_RESP, _APPEND_REQ, _APPEND_RESP, _TIMEOUT_NOW = 1, 2, 3, 4, 5
+_SNAP_REQ, _SNAP_RESP = 6, 7
 
 
 class WireError(ValueError):
@@ -87,6 +90,19 @@ def encode_message(m: Message) -> bytes:
     elif isinstance(m, TimeoutNow):
         head[1] = _TIMEOUT_NOW
         body = []
+    elif isinstance(m, InstallSnapshotRequest):
+        head[1] = _SNAP_REQ
+        body = [
+            m.last_index,
+            m.last_term,
+            m.configuration.to_wire(),
+            m.offset,
+            m.data,
+            m.done,
+        ]
+    elif isinstance(m, InstallSnapshotResponse):
+        head[1] = _SNAP_RESP
+        body = [m.success, m.next_offset]
     else:
         raise TypeError(f"not a Raft message: {type(m).__name__}")
     out: bytes = msgpack.packb(head + body, use_bin_type=True)
@@ -162,6 +178,21 @@ def decode_message(data: bytes) -> Message:
         )  # fmt: skip
     if kind == _TIMEOUT_NOW and not body:
         return TimeoutNow(src, dst, term)
+    if kind == _SNAP_RESP and len(body) == 2:
+        return InstallSnapshotResponse(
+            src, dst, term, _bool(body[0], "success"), _uint(body[1], "next_offset")
+        )
+    if kind == _SNAP_REQ and len(body) == 6:
+        try:
+            conf = Configuration.from_wire(body[2])
+        except ValueError as e:
+            raise WireError(f"snapshot configuration: {e}") from None
+        if not isinstance(body[4], bytes):
+            raise WireError("snapshot data: expected bytes")
+        return InstallSnapshotRequest(
+            src, dst, term, _uint(body[0], "last_index"), _uint(body[1], "last_term"), conf,
+            _uint(body[3], "offset"), body[4], _bool(body[5], "done"),
+        )  # fmt: skip
     if kind == _APPEND_REQ and len(body) == 5:
         prev = _uint(body[0], "prev_index")
         raw = body[3]

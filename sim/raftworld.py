@@ -13,25 +13,30 @@ What it checks, on every effect (issue 5's checkers):
   request ID) is in every live server's store once the cluster has healed
   (:meth:`RaftWorld.check_acknowledged`).
 
-What a server persisted (term, vote, log) lives in ``node.disk`` and survives crashes: a
-restarted server starts from it with an empty store and replays the log as it learns the
-commit index.
+What a server persisted (term, vote, log, snapshot) lives in a :class:`MemoryDisk` in
+``node.disk`` and survives crashes: a restarted server restores its snapshot into an empty
+store and replays the log after it as it learns the commit index.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
+
+import msgpack
 
 from catalog import commands as C
 from catalog.store import StateStore
 from federation.raft import (
     Applied,
+    CompactLog,
     Entry,
     LeaderElected,
     MessageReceived,
     Persisted,
     PersistEntries,
+    PersistSnapshot,
     PersistState,
     ProposalDropped,
     Proposed,
@@ -39,6 +44,7 @@ from federation.raft import (
     RaftCore,
     Role,
     SendMessage,
+    Snapshot,
 )
 from federation.wire import WireError, decode_message, encode_message
 from gossamer.core import Effect, Event
@@ -48,6 +54,7 @@ from sim.node import SimNode
 from swim.events import Address, PacketReceived, SendPacket
 
 __all__ = [
+    "MemoryDisk",
     "RaftHost",
     "RaftWorld",
     "StoreMachine",
@@ -99,6 +106,43 @@ def leader_completeness_violations(
     return []
 
 
+@dataclass
+class MemoryDisk:
+    """A Raft server's durable state in memory, for tests and the simulator: it carries
+    out the same persist effects as federation/disk.py and asserts its invariants (the log
+    contiguous; from index 1 without a snapshot, else from at most its index + 1)."""
+
+    term: int = 0
+    voted_for: str | None = None
+    entries: list[Entry] = field(default_factory=list)
+    snapshot: Snapshot | None = None
+
+    def persist(self, eff: Effect) -> bool:
+        """Carry out ``eff`` if it is a persist effect; returns whether it was one."""
+        if isinstance(eff, PersistState):
+            self.term, self.voted_for = eff.term, eff.voted_for
+        elif isinstance(eff, PersistEntries):
+            first = self.entries[0].index if self.entries else eff.from_index
+            del self.entries[max(0, eff.from_index - first) :]
+            assert not self.entries or self.entries[-1].index + 1 == eff.from_index
+            self.entries.extend(eff.entries)
+        elif isinstance(eff, PersistSnapshot):
+            self.snapshot = Snapshot(eff.index, eff.term, eff.configuration, eff.data)
+        elif isinstance(eff, CompactLog):
+            self.entries = [e for e in self.entries if e.index > eff.through_index]
+        else:
+            return False
+        indexes = [e.index for e in self.entries]
+        assert indexes == list(range(indexes[0], indexes[0] + len(indexes))) if indexes else True
+        if indexes:
+            limit = self.snapshot.index + 1 if self.snapshot is not None else 1
+            assert indexes[0] <= limit, f"log starts at {indexes[0]}, past {limit}"
+        return True
+
+    def persisted(self) -> Persisted:
+        return Persisted(self.term, self.voted_for, tuple(self.entries), self.snapshot)
+
+
 class StoreMachine:
     """The catalog's store as Raft's state machine, reporting every command it applies
     to ``seen`` (index -> command, shared by a world's servers) so state machine safety
@@ -117,16 +161,28 @@ class StoreMachine:
             )
         return self.store.apply(index, command)
 
+    def snapshot(self) -> bytes:
+        out: bytes = msgpack.packb(self.store.snapshot(), use_bin_type=True)
+        return out
+
+    def restore(self, data: bytes) -> None:
+        self.store.restore(msgpack.unpackb(data, raw=False, strict_map_key=False))
+
 
 class RaftHost:
     """The driver glue a SimNode needs: a RaftCore behind the packet interface. Persist
     effects go to ``node.disk`` at once (before the sends after them, as the core
     requires); sends become encoded packets; the rest is passed on for observers."""
 
-    def __init__(self, core: RaftCore, node: SimNode, addrs: dict[str, Address]) -> None:
+    def __init__(
+        self, core: RaftCore, node: SimNode, addrs: dict[str, Address], counts: dict[str, int]
+    ) -> None:
         self.core = core
         self.node = node
         self.addrs = addrs
+        self.counts = counts
+        """the world's tallies of snapshots taken and installed"""
+        self._installed = 0
         self.dropped = 0
 
     def handle(self, now: float, event: Event) -> None:
@@ -145,18 +201,19 @@ class RaftHost:
 
     def take_effects(self) -> list[Effect]:
         out: list[Effect] = []
-        disk = self.node.disk
+        disk: MemoryDisk = self.node.disk.setdefault("raft", MemoryDisk())
+        installed = self.core.stats["snapshots_installed"]
         for eff in self.core.take_effects():
-            if isinstance(eff, PersistState):
-                disk["term"], disk["vote"] = eff.term, eff.voted_for
-            elif isinstance(eff, PersistEntries):
-                log = disk.setdefault("log", [])
-                del log[eff.from_index - 1 :]
-                log.extend(eff.entries)
-            elif isinstance(eff, SendMessage):
+            if isinstance(eff, PersistSnapshot):
+                self.counts["snapshots"] += 1
+            if disk.persist(eff):
+                continue
+            if isinstance(eff, SendMessage):
                 out.append(SendPacket(self.addrs[eff.message.dst], encode_message(eff.message)))
             else:
                 out.append(eff)
+        self.counts["installed"] += installed - self._installed
+        self._installed = installed
         return out
 
 
@@ -182,6 +239,7 @@ class RaftWorld:
         self.dropped: list[int] = []
         self.next_request = 1
         self.violations: list[str] = []
+        self.counts = {"snapshots": 0, "installed": 0}
         for n in self.names:
             self.nodes[n] = SimNode(
                 sim, net, name=n, addr=self.addrs[n], dc="dc1", factory=self._factory,
@@ -193,8 +251,7 @@ class RaftWorld:
     def _factory(self, node: SimNode, now: float) -> RaftHost:
         store = StateStore()
         self.stores[node.name] = store
-        d = node.disk
-        persisted = Persisted(d.get("term", 0), d.get("vote"), tuple(d.get("log", ())))
+        persisted = node.disk.setdefault("raft", MemoryDisk()).persisted()
         core = RaftCore(
             node.name,
             self.names,
@@ -204,7 +261,7 @@ class RaftWorld:
             persisted,
             now=now,
         )
-        return RaftHost(core, node, self.addrs)
+        return RaftHost(core, node, self.addrs, self.counts)
 
     def start(self) -> None:
         for node in self.nodes.values():
@@ -265,11 +322,19 @@ class RaftWorld:
 
     def check_logs(self) -> None:
         """Log matching (paper §5.3) and leader completeness (§5.4) on the disks."""
-        logs = {n: list(self.nodes[n].disk.get("log", ())) for n in self.names}
-        self.violations.extend(log_matching_violations(logs))
+        disks = {n: self.disk(n) for n in self.names}
+        self.violations.extend(log_matching_violations({n: d.entries for n, d in disks.items()}))
         lead = self.leader()
         if lead is not None:
-            self.violations.extend(leader_completeness_violations(lead, logs[lead], self.committed))
+            d = disks[lead]
+            snap = d.snapshot.index if d.snapshot is not None else 0
+            self.violations.extend(
+                leader_completeness_violations(lead, d.entries, self.committed, snap)
+            )
+
+    def disk(self, name: str) -> MemoryDisk:
+        disk: MemoryDisk = self.nodes[name].disk.setdefault("raft", MemoryDisk())
+        return disk
 
     def check_acknowledged(self) -> None:
         """Every acknowledged write is on every live server (after healing and catching

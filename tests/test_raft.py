@@ -6,27 +6,31 @@ one at a time. Section numbers are the Raft paper's (Ongaro & Ousterhout, 2014).
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass, field
 from typing import Any
 
+import msgpack
 import pytest
 
 from federation.raft import (
     AddNonVoter,
+    AppendRequest,
     AppendResponse,
     Applied,
     BootstrapRequested,
+    CompactLog,
     Configuration,
     ConfigurationChanged,
     ConfigurationChangeRequested,
     Entry,
     EntryKind,
+    InstallSnapshotRequest,
+    InstallSnapshotResponse,
     LeaderElected,
     LeadershipTransferRequested,
     Message,
     MessageReceived,
     Persisted,
-    PersistEntries,
+    PersistSnapshot,
     PersistState,
     PromoteVoter,
     ProposalDropped,
@@ -40,11 +44,12 @@ from federation.raft import (
     Role,
     SendMessage,
     ServerInfo,
+    SnapshotRequested,
     TimeoutNow,
     TransferDone,
 )
 from gossamer.core import TimerExpired
-from sim.raftworld import leader_completeness_violations, log_matching_violations
+from sim.raftworld import MemoryDisk, leader_completeness_violations, log_matching_violations
 
 CFG = RaftConfig(election_timeout_s=1.0, heartbeat_interval_s=0.1)
 
@@ -65,15 +70,14 @@ class Machine:
             raise ValueError("refused")
         return len(self.applied)
 
+    def snapshot(self) -> bytes:
+        out: bytes = msgpack.packb(self.applied)
+        return out
 
-@dataclass
-class Disk:
-    term: int = 0
-    voted_for: str | None = None
-    entries: list[Entry] = field(default_factory=list)
-
-    def persisted(self) -> Persisted:
-        return Persisted(self.term, self.voted_for, tuple(self.entries))
+    def restore(self, data: bytes) -> None:
+        self.applied = [(i, cmd) for i, cmd in msgpack.unpackb(data)]
+        for index, command in self.applied:
+            assert self.seen.setdefault(index, command) == command
 
 
 class Cluster:
@@ -98,7 +102,7 @@ class Cluster:
         self.rng = random.Random(seed)
         self.config = config
         self.now = 0.0
-        self.disks = {i: Disk() for i in self.ids}
+        self.disks = {i: MemoryDisk() for i in self.ids}
         self.machines: dict[str, Machine] = {}
         self.cores: dict[str, RaftCore | None] = {}
         self.in_flight: list[tuple[float, int, Message]] = []
@@ -114,13 +118,19 @@ class Cluster:
         self.results: dict[int, Any] = {}
         self.dropped: list[int] = []
         self.refused: dict[int, str] = {}
-        self.announced: dict[str, tuple[Configuration, int]] = {}
+        self.announced: dict[str, Configuration] = {}
+        self.installs_seen: dict[str, int] = {}
         self.reads: dict[int, int] = {}
         """read request -> its read index"""
         self.read_floor: dict[int, int] = {}
         """read request -> the highest index of a write acknowledged before it was asked"""
         self.acked = 0
         self.transfers: dict[int, str] = {}
+        self.change_requests: list[int] = []
+        self.snapshots = 0
+        self.installed = 0
+        self.chunks = 0
+        """InstallSnapshot requests sent"""
         self.next_request = 1
         for i in self.ids:
             self.start(i)
@@ -135,6 +145,7 @@ class Cluster:
         self.machines[sid] = Machine(self.commands)
         static = not self.bootstrap and sid in self.initial
         self.announced.pop(sid, None)
+        self.installs_seen[sid] = 0
         self.cores[sid] = core = RaftCore(
             sid,
             self.initial if static else None,
@@ -199,14 +210,20 @@ class Cluster:
     def _effects(self, sid: str, effects: list[Any]) -> None:
         disk = self.disks[sid]
         for eff in effects:
-            if isinstance(eff, PersistState):
-                disk.term, disk.voted_for = eff.term, eff.voted_for
-            elif isinstance(eff, PersistEntries):
-                del disk.entries[eff.from_index - 1 :]
-                disk.entries.extend(eff.entries)
-                assert [e.index for e in disk.entries] == list(range(1, len(disk.entries) + 1))
-            elif isinstance(eff, SendMessage):
+            if isinstance(eff, PersistSnapshot):
+                self.snapshots += 1
+                core = self.cores.get(sid)
+                if core is not None and core.stats["snapshots_installed"] > self.installs_seen.get(
+                    sid, 0
+                ):
+                    self.installs_seen[sid] = core.stats["snapshots_installed"]
+                    self.installed += 1
+            if disk.persist(eff):  # asserts the log stays contiguous
+                continue
+            if isinstance(eff, SendMessage):
                 m = eff.message
+                if isinstance(m, InstallSnapshotRequest):
+                    self.chunks += 1
                 if isinstance(m, TimeoutNow):  # rule T: only to a target that is up to date
                     core = self.core(sid)
                     assert core.match_index(m.dst) == core.last_index
@@ -240,14 +257,25 @@ class Cluster:
             elif isinstance(eff, RequestRefused):
                 self.refused[eff.request_id] = eff.reason
             elif isinstance(eff, ConfigurationChanged):
-                # the change is durable already: its entry was persisted before it
+                # the change is durable already: its entry was persisted before it, or,
+                # compacted, it is the configuration of the snapshot that covers it
                 held = {e.index: e for e in disk.entries}
-                assert eff.index == 0 or held[eff.index].kind is EntryKind.CONFIGURATION
-                self.announced[sid] = (eff.configuration, eff.index)
+                snap = disk.snapshot
+                entry = held.get(eff.index)
+                assert (
+                    eff.index == 0
+                    or (entry is not None and entry.kind is EntryKind.CONFIGURATION)
+                    or (
+                        snap is not None
+                        and eff.index <= snap.index
+                        and snap.configuration == eff.configuration
+                    )
+                )
+                self.announced[sid] = eff.configuration
         core = self.cores.get(sid)
         if core is not None and (core.configuration.servers or sid in self.announced):
             # every change of the configuration in force was announced
-            assert self.announced[sid] == (core.configuration, core.configuration_index)
+            assert self.announced[sid] == core.configuration
 
     def propose(self, sid: str, command: Any) -> int:
         rid = self.next_request
@@ -258,6 +286,7 @@ class Cluster:
     def change(self, sid: str, change: Any) -> int:
         rid = self.next_request
         self.next_request += 1
+        self.change_requests.append(rid)
         self.deliver(sid, ConfigurationChangeRequested(rid, change))
         return rid
 
@@ -308,8 +337,9 @@ class Cluster:
         problems = log_matching_violations({i: self.disks[i].entries for i in self.ids})
         lead = self.leader()
         if lead is not None:
+            core = self.core(lead)
             problems += leader_completeness_violations(
-                lead, self.core(lead).entries(), self.committed
+                lead, core.entries(), self.committed, core.snapshot_index
             )
         assert problems == []
 
@@ -387,10 +417,10 @@ def test_persist_comes_before_the_sends_that_depend_on_it() -> None:
 # ==================================================================== safety properties
 
 
-def chaos(seed: int, n: int, seconds: float = 60.0) -> Cluster:
+def chaos(seed: int, n: int, seconds: float = 60.0, config: RaftConfig = CFG) -> Cluster:
     """A random schedule: proposals, partitions, crashes and restarts, 5 % message loss
     and reordering; invariants are checked on every step (assertions in Cluster)."""
-    c = Cluster(n, seed=seed)
+    c = Cluster(n, seed=seed, config=config)
     rng = random.Random(seed * 7919)
     c.loss = 0.05
     end = c.now + seconds
@@ -432,7 +462,10 @@ def test_log_matching_and_leader_completeness(seed: int) -> None:
 def test_state_machine_safety_and_liveness_after_healing(seed: int) -> None:
     """§5.4.3: no two servers apply different commands at one index; and once the
     network heals and every server is back, a leader commits on all of them."""
-    c = chaos(seed, 5)
+    heal_and_check_everyone_applies(chaos(seed, 5))
+
+
+def heal_and_check_everyone_applies(c: Cluster) -> None:
     c.heal()
     c.loss = 0.0
     for sid in [i for i in c.ids if c.cores[i] is None]:
@@ -798,7 +831,7 @@ def test_a_truncated_configuration_entry_reverts_the_configuration() -> None:
     c.purge()
     c.change(old, AddNonVoter("s4"))
     assert c.core(old).configuration.get("s4") is not None
-    assert c.announced[old][0] == c.core(old).configuration
+    assert c.announced[old] == c.core(old).configuration
     c.run(3.0)
     new = c.leader()
     assert new is not None and new != old
@@ -806,15 +839,16 @@ def test_a_truncated_configuration_entry_reverts_the_configuration() -> None:
     c.heal()
     c.run(3.0)
     assert c.core(old).configuration.get("s4") is None
-    assert c.announced[old] == (c.core(old).configuration, 1)
+    assert c.announced[old] == c.core(old).configuration
+    assert c.core(old).configuration_index == 1
 
 
-def chaos_membership(seed: int, seconds: float = 60.0) -> Cluster:
+def chaos_membership(seed: int, seconds: float = 60.0, config: RaftConfig = CFG) -> Cluster:
     """The random schedule of chaos() with membership changes mixed in: at random the
     leader adds a spare as a non-voter, promotes a non-voter, or removes a server (the
     removed may be added back later, its old log and term intact); it also transfers
     leadership, and reads (each read index is checked to cover acknowledged writes)."""
-    c = Cluster(3, seed=seed, bootstrap=True, spares=2)
+    c = Cluster(3, seed=seed, config=config, bootstrap=True, spares=2)
     rng = random.Random(seed * 7919)
     c.loss = 0.05
     end = c.now + seconds
@@ -857,14 +891,12 @@ def test_safety_holds_while_membership_changes(seed: int) -> None:
     """§5.2-§5.4 and rule C4 under random membership changes, then liveness: once healed
     and restarted, the voters of the latest configuration elect a leader that commits
     on every member."""
-    c = chaos_membership(seed)
+    heal_and_check_members_apply(chaos_membership(seed))
+
+
+def heal_and_check_members_apply(c: Cluster) -> None:
     assert c.committed and c.leaders
-    changed = {
-        str(e.command)
-        for d in c.disks.values()
-        for e in d.entries
-        if e.kind is EntryKind.CONFIGURATION and e.index > 1
-    }
+    changed = [rid for rid in c.change_requests if rid in c.results]
     assert changed, "no membership change happened: the schedule proves nothing"
     assert c.reads, "no read completed: reads went untested"
     c.heal()
@@ -1056,3 +1088,198 @@ def test_transfer_refusals() -> None:
     solo = Cluster(1, seed=76)
     elect(solo)
     assert "no other voter" in solo.refused[solo.transfer("s1", None)]
+
+
+# ==================================================================== snapshots (§7, thesis ch. 5)
+
+TINY = RaftConfig(snapshot_threshold=5, trailing_logs=2, snapshot_chunk_bytes=64)
+"""Snapshots every 5 entries, 2 kept behind, 64-byte chunks: everything the random
+schedules do happens across snapshots, compactions and chunked installs."""
+
+
+def test_a_snapshot_every_threshold_entries_keeps_the_trailing_logs() -> None:
+    config = RaftConfig(snapshot_threshold=10, trailing_logs=3)
+    c = Cluster(1, seed=81, config=config)
+    elect(c)
+    for i in range(25):
+        c.propose("s1", f"x{i}")
+    core, disk = c.core("s1"), c.disks["s1"]
+    # entries 1 (the no-op) to 26 applied: snapshots at 10 and 20
+    assert c.snapshots == 2 and core.snapshot_index == 20 and disk.snapshot is not None
+    assert disk.snapshot.index == 20 and disk.snapshot.term == core.term
+    assert core.log_base == 17 and disk.entries[0].index == 18 and core.last_index == 26
+    restored = Machine({})
+    restored.restore(disk.snapshot.data)
+    assert restored.applied == c.machines["s1"].applied[:19]  # x0..x18 at indexes 2..20
+    c.deliver("s1", SnapshotRequested())
+    assert core.snapshot_index == 26 and core.log_base == 23 and c.snapshots == 3
+    c.deliver("s1", SnapshotRequested())  # nothing new applied: nothing to take
+    assert c.snapshots == 3
+
+
+def test_restart_from_a_snapshot_and_the_trailing_log() -> None:
+    c = Cluster(3, seed=82, config=RaftConfig(snapshot_threshold=8, trailing_logs=3))
+    lead = elect(c)
+    for i in range(30):
+        c.propose(lead, f"a{i}")
+    c.run(1.0)
+    follower = next(i for i in c.ids if i != lead)
+    disk = c.disks[follower]
+    assert disk.snapshot is not None and disk.entries[0].index > 1
+    c.crash(follower)
+    for i in range(3):
+        c.propose(lead, f"b{i}")
+    c.run(0.5)
+    c.start(follower)
+    core = c.core(follower)
+    assert core.commit_index == core.last_applied == disk.snapshot.index  # rule S3
+    assert c.machines[follower].applied[-1][0] <= disk.snapshot.index
+    c.run(1.0)
+    assert c.machines[follower].applied == c.machines[lead].applied
+    assert c.machines[follower].applied[-1][1] == "b2"
+    assert core.stats["snapshots_installed"] == 0  # the trailing log sufficed
+
+
+def test_a_partitioned_follower_catches_up_by_install_snapshot() -> None:
+    c = Cluster(3, seed=83, config=TINY)
+    lead = elect(c)
+    lagging = next(i for i in c.ids if i != lead)
+    c.partition({lagging}, set(c.ids) - {lagging})
+    c.purge()
+    for i in range(40):
+        c.propose(lead, f"p{i}")
+    c.run(1.0)
+    assert c.core(lead).log_base > c.core(lagging).last_index  # what it needs is gone
+    c.heal()
+    c.run(2.0)
+    assert c.core(lagging).stats["snapshots_installed"] >= 1
+    assert c.chunks > 3  # the snapshot crossed in 64-byte chunks
+    assert c.machines[lagging].applied == c.machines[lead].applied
+    assert c.core(lagging).commit_index == c.core(lead).commit_index
+
+
+def test_a_new_server_joins_by_snapshot() -> None:
+    c = Cluster(3, seed=84, config=TINY, bootstrap=True, spares=1)
+    lead = elect(c)
+    for i in range(30):
+        c.propose(lead, f"j{i}")
+    c.run(1.0)
+    assert c.core(lead).log_base > 1
+    rid = c.change(lead, AddNonVoter("s4"))
+    c.run(2.0)
+    assert rid in c.results
+    s4 = c.core("s4")
+    assert s4.stats["snapshots_installed"] >= 1
+    assert s4.configuration.get("s4") == ServerInfo("s4", "", False)
+    assert [x for _, x in c.machines["s4"].applied] == [f"j{i}" for i in range(30)]
+    rid = c.change(lead, PromoteVoter("s4"))
+    c.run(1.0)
+    assert rid in c.results
+
+
+class Recorder:
+    """A state machine for single-core tests: records restores."""
+
+    def __init__(self) -> None:
+        self.restored: list[bytes] = []
+
+    def apply(self, index: int, command: Any) -> Any:
+        return None
+
+    def snapshot(self) -> bytes:
+        return b"state"
+
+    def restore(self, data: bytes) -> None:
+        self.restored.append(data)
+
+
+def follower_with_log(n: int, config: RaftConfig = CFG) -> tuple[RaftCore, Recorder]:
+    """s1 of {s1, s2}, holding entries 1..n of term 1 (none committed)."""
+    sm = Recorder()
+    log = tuple(Entry(1, i, f"e{i}") for i in range(1, n + 1))
+    core = RaftCore("s1", ["s1", "s2"], sm, random.Random(1), config, Persisted(1, None, log))
+    core.take_effects()
+    return core, sm
+
+
+CONF2 = Configuration((ServerInfo("s1"), ServerInfo("s2")))
+
+
+def snap_chunk(offset: int, data: bytes, done: bool, last: tuple[int, int] = (3, 1)) -> Any:
+    return MessageReceived(InstallSnapshotRequest("s2", "s1", 1, *last, CONF2, offset, data, done))
+
+
+def test_install_snapshot_chunks_must_arrive_in_order() -> None:
+    core, sm = follower_with_log(0)
+    core.handle(1.0, snap_chunk(0, b"abc", False))
+    assert core.take_effects()[-1] == SendMessage(InstallSnapshotResponse("s1", "s2", 1, True, 3))
+    core.handle(1.0, snap_chunk(10, b"zz", False))  # a gap: refused with what it holds
+    assert core.take_effects() == [SendMessage(InstallSnapshotResponse("s1", "s2", 1, False, 3))]
+    core.handle(1.0, snap_chunk(3, b"de", True))
+    effects = core.take_effects()
+    assert sm.restored == [b"abcde"]
+    assert effects[0] == PersistSnapshot(3, 1, CONF2, b"abcde")
+    assert effects[-1] == SendMessage(InstallSnapshotResponse("s1", "s2", 1, True, 5))
+    assert (core.commit_index, core.last_applied, core.last_index, core.last_term) == (3, 3, 3, 1)
+    assert core.configuration == CONF2
+
+
+def test_a_follower_keeps_its_log_after_a_matching_snapshot_and_drops_it_otherwise() -> None:
+    """§7: entries after the snapshot's last entry survive only if that entry matches."""
+    core, _ = follower_with_log(5)
+    core.handle(1.0, snap_chunk(0, b"s", True, last=(3, 1)))
+    effects = core.take_effects()
+    assert CompactLog(3) in effects and core.last_index == 5 and core.log_base == 3
+    assert core.entry(4) == Entry(1, 4, "e4")
+    core, _ = follower_with_log(5)
+    core.handle(1.0, snap_chunk(0, b"s", True, last=(3, 2)))  # another term at 3
+    effects = core.take_effects()
+    assert CompactLog(5) in effects and core.last_index == 3 and core.last_term == 2
+
+
+def test_a_snapshot_over_the_limit_is_refused() -> None:
+    core, sm = follower_with_log(0, RaftConfig(snapshot_bytes_max=4))
+    core.handle(1.0, snap_chunk(0, b"abc", False))
+    core.handle(1.0, snap_chunk(3, b"de", True))
+    assert core.take_effects()[-1] == SendMessage(InstallSnapshotResponse("s1", "s2", 1, False, 0))
+    assert sm.restored == [] and core.commit_index == 0 and core.stats["snapshot_chunks_refused"]
+
+
+def test_a_snapshot_already_covered_by_the_commit_index_is_not_installed() -> None:
+    core, sm = follower_with_log(5)
+    core.handle(1.0, MessageReceived(AppendRequest("s2", "s1", 1, 5, 1, (), 5)))
+    core.take_effects()
+    core.handle(1.0, snap_chunk(0, b"abc", False))
+    # nothing needed: the answer's offset is past any snapshot's end
+    reply = core.take_effects()[-1]
+    assert isinstance(reply, SendMessage) and isinstance(reply.message, InstallSnapshotResponse)
+    assert reply.message.success and reply.message.next_offset > CFG.snapshot_bytes_max
+    assert sm.restored == []
+
+
+@pytest.mark.parametrize("seed", range(301, 307))
+def test_safety_and_liveness_while_snapshotting_constantly(seed: int) -> None:
+    """The random schedules of chaos() with a snapshot every 5 entries, 2 trailing logs
+    and 64-byte chunks: the safety checks run on every step, then everyone converges."""
+    c = chaos(seed, 5, config=TINY)
+    assert c.snapshots > 20 and c.installed > 0, "snapshots went untested"
+    heal_and_check_everyone_applies(c)
+
+
+@pytest.mark.parametrize("seed", range(311, 317))
+def test_membership_changes_while_snapshotting_constantly(seed: int) -> None:
+    c = chaos_membership(seed, config=TINY)
+    assert c.snapshots > 5 and c.installed > 0, "snapshots went untested"
+    heal_and_check_members_apply(c)
+
+
+def test_snapshot_config_is_validated() -> None:
+    for bad in (
+        RaftConfig(snapshot_threshold=0),
+        RaftConfig(trailing_logs=-1),
+        RaftConfig(snapshot_chunk_bytes=0),
+        RaftConfig(snapshot_chunk_bytes=64 << 20),
+        RaftConfig(snapshot_bytes_max=0),
+    ):
+        with pytest.raises(ValueError):
+            bad.validate()

@@ -18,15 +18,20 @@ import pytest
 
 from federation.disk import DiskCorrupt, RaftDisk
 from federation.raft import (
+    CompactLog,
     Configuration,
     Entry,
     EntryKind,
     Persisted,
     PersistEntries,
+    PersistSnapshot,
     PersistState,
     Proposed,
+    RaftConfig,
     RaftCore,
     ServerInfo,
+    Snapshot,
+    SnapshotRequested,
 )
 from gossamer.core import TimerExpired
 
@@ -103,6 +108,61 @@ def test_a_restarted_core_has_its_term_vote_and_log(tmp_path: Path) -> None:
     again.handle(10.0, TimerExpired())
     again.handle(10.0, TimerExpired())
     assert m.applied[:10] == list(range(2, 12))  # replayed once it leads again
+
+
+def test_snapshots_replace_each_other_and_compaction_drops_the_log_head(tmp_path: Path) -> None:
+    path = str(tmp_path / "raft.db")
+    conf = Configuration((ServerInfo("s1", "127.0.0.1:8300"),))
+    d = RaftDisk(path)
+    d.persist([PersistEntries(1, entries(1, 30))])
+    d.persist([PersistSnapshot(10, 1, conf, b"first"), CompactLog(7)])
+    d.persist([PersistSnapshot(20, 1, conf, b"second" * 1000), CompactLog(17)])
+    assert d._db.execute("SELECT COUNT(*) FROM snapshot").fetchone() == (1,)
+    d.close()
+    p = RaftDisk(path).load()
+    assert p.snapshot == Snapshot(20, 1, conf, b"second" * 1000)
+    assert [e.index for e in p.entries] == list(range(18, 31))
+    # an installed snapshot past the whole log: the log is dropped
+    d = RaftDisk(path)
+    d.persist([PersistSnapshot(50, 3, conf, b"third"), CompactLog(50)])
+    d.close()
+    p = RaftDisk(path).load()
+    assert p.snapshot is not None and p.snapshot.index == 50 and p.entries == ()
+
+
+def test_a_core_restarts_from_its_snapshot_and_trailing_log(tmp_path: Path) -> None:
+    path = str(tmp_path / "raft.db")
+
+    class Counter:
+        def __init__(self) -> None:
+            self.applied: list[int] = []
+
+        def apply(self, index: int, command: object) -> int:
+            self.applied.append(index)
+            return index
+
+        def snapshot(self) -> bytes:
+            return ",".join(map(str, self.applied)).encode()
+
+        def restore(self, data: bytes) -> None:
+            self.applied = [int(x) for x in data.decode().split(",") if x]
+
+    cfg = RaftConfig(snapshot_threshold=8, trailing_logs=3)
+    d = RaftDisk(path)
+    core = RaftCore("s1", ["s1"], Counter(), random.Random(1), cfg)
+    core.handle(5.0, TimerExpired())
+    for i in range(20):
+        core.handle(5.0, Proposed(i, {"n": i}))
+    core.handle(5.0, SnapshotRequested())
+    d.persist(core.take_effects())
+    d.close()
+    p = RaftDisk(path).load()
+    assert p.snapshot is not None and p.snapshot.index == 21 and p.entries[0].index == 19
+    m = Counter()
+    again = RaftCore("s1", None, m, random.Random(2), cfg, persisted=p)
+    assert m.applied == list(range(2, 22))  # restored, not replayed
+    assert (again.commit_index, again.last_index, again.log_base) == (21, 21, 19)
+    assert again.configuration.voters() == ("s1",)  # from the snapshot
 
 
 def test_a_gap_is_corruption(tmp_path: Path) -> None:

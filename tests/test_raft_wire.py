@@ -16,6 +16,8 @@ from federation.raft import (
     Configuration,
     Entry,
     EntryKind,
+    InstallSnapshotRequest,
+    InstallSnapshotResponse,
     ServerInfo,
     TimeoutNow,
     VoteRequest,
@@ -47,7 +49,14 @@ def entry_bodies(draw: st.DrawFn) -> tuple[object, EntryKind]:
 @st.composite
 def messages(draw: st.DrawFn) -> object:
     src, dst, term = draw(IDS), draw(IDS), draw(U63)
-    kind = draw(st.sampled_from(["vreq", "vresp", "areq", "aresp", "tnow"]))
+    kind = draw(st.sampled_from(["vreq", "vresp", "areq", "aresp", "tnow", "sreq", "sresp"]))
+    if kind == "sreq":
+        return InstallSnapshotRequest(
+            src, dst, term, draw(U63), draw(U63), draw(CONFIGURATIONS), draw(U63),
+            draw(st.binary(max_size=64)), draw(st.booleans()),
+        )  # fmt: skip
+    if kind == "sresp":
+        return InstallSnapshotResponse(src, dst, term, draw(st.booleans()), draw(U63))
     if kind == "vreq":
         return VoteRequest(
             src, dst, term, draw(U63), draw(U63), draw(st.booleans()), draw(st.booleans())
@@ -80,6 +89,10 @@ SAMPLES = [
     encode_message(AppendResponse("s2", "s1", 3, False, 7, 12)),
     encode_message(AppendRequest("s1", "s2", 3, 4, 2, tuple(ENTRIES), 4, 12)),
     encode_message(TimeoutNow("s1", "s2", 3)),
+    encode_message(
+        InstallSnapshotRequest("s1", "s2", 3, 90, 2, CONF, 128, bytes(range(64)), False)
+    ),
+    encode_message(InstallSnapshotResponse("s2", "s1", 3, False, 64)),
 ]
 
 
@@ -140,6 +153,10 @@ def test_limits_and_shape_errors() -> None:
         (msgpack.packb([v, 1, "a", "b", -1, 0, 0, True, False]), "term"),
         (msgpack.packb([v, 1, "a", "b", 1, 0, 0, True, 0]), "transfer"),
         (msgpack.packb([v, 5, "a", "b", 1, 0]), "unknown message kind"),
+        (msgpack.packb([v, 6, "a", "b", 1, 9, 1, [["x", "", 2]], 0, b"", True]), "voter"),
+        (msgpack.packb([v, 6, "a", "b", 1, 9, 1, [], 0, "text", True]), "snapshot data"),
+        (msgpack.packb([v, 6, "a", "b", 1, 9, 1, [], -1, b"", True]), "offset"),
+        (msgpack.packb([v, 7, "a", "b", 1, True, -5]), "next_offset"),
         (msgpack.packb([v, 3, "a", "b", 1, 5, 0, 0, [[1, 7, None, 0]], 0]), "contiguous"),
         (msgpack.packb([v, 3, "a", "b", 1, 0, 0, 0, [[1, 1, None]], 0]), "entry: expected"),
         (msgpack.packb([v, 3, "a", "b", 1, 0, 0, 0, [[1, 1, None, 2]], 0]), "entry kind"),
