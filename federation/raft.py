@@ -1158,6 +1158,7 @@ class RaftCore:
         self._quorum_deadline = self.now + self.config.election_timeout_s
         self._append_local([None])  # rule N: a no-op of this term
         self._broadcast_append(heartbeat=False)
+        self._heartbeat_deadline = self.now + self.config.heartbeat_interval_s
         self._maybe_commit()
 
     # ================================================================== proposals
@@ -1192,7 +1193,12 @@ class RaftCore:
         self._seq += 1  # a new round (rule R)
         for peer in self._progress:
             self._send_append(peer, heartbeat)
-        self._heartbeat_deadline = self.now + self.config.heartbeat_interval_s
+        if heartbeat:
+            # only a heartbeat round reschedules the next: a proposal's broadcast skips
+            # followers at their in-flight limit, so letting proposals push the heartbeat
+            # back would starve a follower that lost its in-flight appends (a restarted
+            # one) for as long as writes keep coming
+            self._heartbeat_deadline = self.now + self.config.heartbeat_interval_s
 
     def _send_append(self, peer: str, heartbeat: bool) -> None:
         pr = self._progress[peer]

@@ -592,6 +592,45 @@ def test_restart_from_disk_keeps_term_vote_and_log_and_catches_up() -> None:
     ]
 
 
+def run_exactly(c: Cluster, seconds: float) -> None:
+    """Advance exactly ``seconds``: every message and timer due by then, nothing later
+    (``Cluster.run`` always takes at least one step, which may overshoot)."""
+    end = c.now + seconds
+    for _ in range(10_000):
+        due = [d for i in c.live() if (d := c.core(i).next_deadline()) is not None]
+        due += [f[0] for f in c.in_flight]
+        if not due or min(due) > end:
+            break
+        c.step()
+    c.now = max(c.now, end)
+
+
+def test_a_restarted_follower_catches_up_while_proposals_never_pause() -> None:
+    """Heartbeats keep their own clock: a leader proposing more often than its heartbeat
+    interval must still reach a follower whose in-flight appends were all lost while it
+    was down (found by tests/test_raft_cluster.py: each proposal's broadcast pushed the
+    heartbeat deadline back, and the follower at its in-flight limit got nothing)."""
+    c = Cluster(3, seed=21)
+    lead = elect(c)
+    follower = next(i for i in c.ids if i != lead)
+    c.crash(follower)
+    step = CFG.heartbeat_interval_s / 4
+    n = 0
+    for _ in range(40):  # while it is down: more appends than it may have in flight
+        c.propose(lead, f"p{n}")
+        n += 1
+        run_exactly(c, step)
+    c.start(follower)
+    for _ in range(120):  # after the restart the proposals go on, never a heartbeat apart
+        c.propose(lead, f"p{n}")
+        n += 1
+        run_exactly(c, step)
+    assert c.leader() == lead
+    assert c.core(follower).commit_index >= c.core(lead).commit_index - 8
+    applied = [cmd for _, cmd in c.machines[follower].applied]
+    assert applied[:40] == [f"p{i}" for i in range(40)]
+
+
 def test_a_stale_leaders_append_is_refused_and_it_learns_the_new_term() -> None:
     """With check-quorum off, a leader cut off alone keeps believing it leads; the others
     elect a new one. Once healed, its appends meet a higher term: it steps down, and its
