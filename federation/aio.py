@@ -16,10 +16,11 @@ the encoded message (federation/wire.py). A full queue or a failed call drops th
 message: Raft retries through its heartbeats, and an unreachable peer must never block
 the leader. Applied entries resolve the futures of :meth:`RaftServer.propose`.
 
-Bootstrapping (Consul's ``BootstrapCluster``): a fresh server has no voters and takes no
-part until :meth:`RaftServer.bootstrap` gives it the first configuration, which the agent
-does once it has seen ``-bootstrap-expect`` servers in gossip; the configuration is made
-durable first. A server with state on disk starts from it.
+Bootstrapping (Consul's ``BootstrapCluster``): a fresh server has no configuration; it
+campaigns and votes for no one until :meth:`RaftServer.bootstrap` writes the first one
+(the agent does, once it has seen ``-bootstrap-expect`` servers in gossip), or a leader
+adds it (it accepts appends from anyone). Peer addresses come from the configuration,
+and from gossip (``resolve``) for a leader not yet in it.
 
 Not yet: TLS between servers, streaming appends, snapshots.
 """
@@ -28,9 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
-import os
 import random
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -40,18 +39,31 @@ import grpc
 from federation.disk import RaftDisk
 from federation.raft import (
     Applied,
+    BootstrapRequested,
+    CompactLog,
+    Configuration,
+    ConfigurationChange,
+    ConfigurationChanged,
+    ConfigurationChangeRequested,
     LeaderElected,
+    LeadershipTransferRequested,
     Message,
     MessageReceived,
     PersistEntries,
+    PersistSnapshot,
     PersistState,
     ProposalDropped,
     Proposed,
     RaftConfig,
     RaftCore,
+    ReadIndexReady,
+    ReadIndexRequested,
+    RequestRefused,
     Role,
     SendMessage,
+    ServerInfo,
     StateMachine,
+    TransferDone,
 )
 from federation.wire import WireError, decode_message, encode_message
 from gossamer.core import Event, NoLeader, TimerExpired
@@ -62,6 +74,7 @@ __all__ = [
     "NotLeader",
     "RPCClient",
     "RPCServer",
+    "RaftRefused",
     "RaftServer",
 ]
 
@@ -92,6 +105,11 @@ class NotLeader(NoLeader):
         self.leader = leader
 
 
+class RaftRefused(Exception):
+    """The leader will not carry out a membership change or transfer now (one is already
+    in progress, the server is unknown, ...); the message says why."""
+
+
 def _identity(b: bytes) -> bytes:
     return b
 
@@ -113,7 +131,9 @@ class RPCServer:
         self._methods.setdefault(service, {})[method] = handler
 
     async def start(self) -> None:
-        server = grpc.aio.server(options=GRPC_OPTIONS)
+        # no SO_REUSEPORT (gRPC's default on Linux): a second process on the same port must
+        # fail to start, not silently receive a share of this server's connections
+        server = grpc.aio.server(options=[*GRPC_OPTIONS, ("grpc.so_reuseport", 0)])
         for service, methods in self._methods.items():
             handlers = {
                 name: grpc.unary_unary_rpc_method_handler(
@@ -190,9 +210,13 @@ class RaftServer:
         config: RaftConfig | None = None,
         rng: random.Random | None = None,
         on_leader: Callable[[str | None], None] | None = None,
+        resolve: Callable[[str], str | None] | None = None,
     ) -> None:
         """``disk_path`` is the SQLite file (``:memory:`` keeps nothing, for -dev);
-        ``on_leader`` is called with the leader's ID (or None) whenever it changes."""
+        ``on_leader`` is called with the leader's ID (or None) whenever it changes;
+        ``resolve`` maps a server ID to its RPC address when the configuration does not
+        know it yet (the agent looks it up in gossip), so a server that is being added
+        can answer the leader before the entry that adds it reaches it."""
         self.id = server_id
         self.disk_path = disk_path
         self.disk = RaftDisk(disk_path)
@@ -203,82 +227,56 @@ class RaftServer:
         self.core: RaftCore | None = None
         self.leader: str | None = None
         self.addresses: dict[str, str] = {}
-        """Server ID -> host:port of its server RPC, for every voter."""
+        """Server ID -> host:port of its server RPC, for every server ever configured
+        (a removed one still gets the entries that remove it)."""
         self.stats = {"sent": 0, "send_dropped": 0, "received": 0, "bad_messages": 0}
         self._on_leader = on_leader
+        self._resolve = resolve
         self._queues: dict[str, asyncio.Queue[bytes]] = {}
-        self._senders: dict[str, asyncio.Task[None]] = {}
+        self._senders: dict[str, tuple[str, asyncio.Task[None]]] = {}
         self._timer_task: asyncio.Task[None] | None = None
         self._wake: asyncio.Event | None = None
         self._futures: dict[int, asyncio.Future[Any]] = {}
         self._next_request = 0
         self._leader_changed: asyncio.Event | None = None
         self._applied: asyncio.Event | None = None
+        self._config_changed: asyncio.Event | None = None
         rpc.add_method("gossamer.raft.Raft", "Deliver", self._deliver)
 
     # ------------------------------------------------------------------ lifecycle
 
-    def _peers_path(self) -> str | None:
-        if self.disk_path == ":memory:":
-            return None
-        return os.path.join(os.path.dirname(os.path.abspath(self.disk_path)), "peers.json")
-
     async def start(self) -> None:
-        """Start from the disk: a server bootstrapped before runs at once; a fresh one
-        waits for :meth:`bootstrap`."""
+        """Start from the disk. A server with no configuration on it is unbootstrapped:
+        it waits for :meth:`bootstrap`, or for a leader to add it."""
         self._wake = asyncio.Event()
         self._leader_changed = asyncio.Event()
         self._applied = asyncio.Event()
-        path = self._peers_path()
-        if path is not None and os.path.exists(path):
-            with open(path) as f:
-                peers = json.load(f)
-            if not isinstance(peers, dict) or self.id not in peers:
-                raise ValueError(f"{path}: not a map of server IDs including {self.id!r}")
-            self._start_core({str(k): str(v) for k, v in peers.items()})
-
-    @property
-    def bootstrapped(self) -> bool:
-        return self.core is not None
-
-    async def bootstrap(self, servers: dict[str, str]) -> None:
-        """Start a fresh server with its first configuration: ``servers`` maps every voter
-        (this one included) to its RPC address. Durable before anything is sent."""
-        if self.core is not None:
-            raise ValueError("this server is already bootstrapped")
-        if self.id not in servers:
-            raise ValueError(f"{self.id!r} is not among the servers to bootstrap")
-        path = self._peers_path()
-        if path is not None:
-            tmp = path + ".tmp"
-            with open(tmp, "w") as f:
-                json.dump(servers, f, sort_keys=True)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        self._start_core(servers)
-
-    def _start_core(self, servers: dict[str, str]) -> None:
+        self._config_changed = asyncio.Event()
         loop = asyncio.get_running_loop()
-        self.addresses = dict(servers)
         self.core = RaftCore(
-            self.id,
-            sorted(servers),
-            self.sm,
-            self.rng,
-            self.config,
-            self.disk.load(),
-            now=loop.time(),
+            self.id, None, self.sm, self.rng, self.config, self.disk.load(), now=loop.time()
         )
-        for peer in servers:
-            if peer != self.id:
-                self._queues[peer] = asyncio.Queue(SEND_QUEUE_MAX)
-                self._senders[peer] = asyncio.ensure_future(self._sender(peer))
         self._timer_task = asyncio.ensure_future(self._timer())
         self._handle(None)
 
+    @property
+    def bootstrapped(self) -> bool:
+        """Whether this server has a configuration (bootstrapped, or added by a leader)."""
+        return self.core is not None and bool(self.core.configuration.servers)
+
+    async def bootstrap(self, servers: dict[str, str]) -> None:
+        """Write the first configuration: ``servers`` maps every voter (this one included)
+        to its RPC address. Every initial server must be given the same map; the entry is
+        then identical on all of them (ordered by ID). Durable before anything is sent."""
+        if self.core is None:
+            raise RuntimeError("start() the Raft server first")
+        config = Configuration(
+            tuple(ServerInfo(sid, addr, True) for sid, addr in sorted(servers.items()))
+        )
+        self._handle(BootstrapRequested(config))
+
     async def close(self) -> None:
-        tasks = [*self._senders.values()]
+        tasks = [t for _, t in self._senders.values()]
         if self._timer_task is not None:
             tasks.append(self._timer_task)
         for t in tasks:
@@ -302,7 +300,17 @@ class RaftServer:
 
     @property
     def leader_address(self) -> str | None:
-        return self.addresses.get(self.leader) if self.leader is not None else None
+        return self.address_of(self.leader) if self.leader is not None else None
+
+    def address_of(self, server_id: str) -> str | None:
+        addr = self.addresses.get(server_id)
+        if addr is None and self._resolve is not None:
+            addr = self._resolve(server_id)
+        return addr or None
+
+    @property
+    def configuration(self) -> Configuration:
+        return self.core.configuration if self.core is not None else Configuration()
 
     def leader_ready(self) -> bool:
         """This server leads and has applied everything up to an entry of its own term
@@ -325,39 +333,54 @@ class RaftServer:
             return None
         if c.role is Role.LEADER:
             return 0.0
-        contact = c._leader_contact
-        if contact == -float("inf"):
+        contact = c.leader_contact
+        if contact is None:
             return None
         return max(0.0, asyncio.get_running_loop().time() - contact)
+
+    def peer_addresses(self) -> list[str]:
+        """The RPC addresses of the servers in the configuration, in its order."""
+        return [s.address for s in self.configuration.servers]
 
     async def propose(self, command: Any, timeout_s: float = 10.0) -> Any:
         """Replicate ``command``; returns the state machine's result once it is committed
         and applied here, raises :class:`NotLeader`, or the state machine's refusal."""
+        return await self._request(lambda rid: Proposed(rid, command), timeout_s)
+
+    async def read_barrier(self, timeout_s: float) -> None:
+        """Return once this server has confirmed it leads and has applied every entry
+        committed before the call (ReadIndex, thesis §6.4): a linearizable read may then
+        use its state machine. Raises :class:`NotLeader` otherwise."""
+        loop = asyncio.get_running_loop()
+        end = loop.time() + timeout_s
+        index = await self._request(ReadIndexRequested, timeout_s)
+        if not await self.wait_applied(int(index), max(0.0, end - loop.time())):
+            raise TimeoutError("read index not applied in time")
+
+    async def change_configuration(self, change: ConfigurationChange, timeout_s: float) -> None:
+        """One membership change, done once the new configuration commits; raises
+        :class:`NotLeader` or :class:`RaftRefused`."""
+        await self._request(lambda rid: ConfigurationChangeRequested(rid, change), timeout_s)
+
+    async def transfer_leadership(self, target: str | None, timeout_s: float) -> str:
+        """Hand leadership to ``target`` (None: the most up-to-date voter); returns the new
+        leader's ID, or raises :class:`NotLeader` / :class:`RaftRefused`."""
+        return str(
+            await self._request(lambda rid: LeadershipTransferRequested(rid, target), timeout_s)
+        )
+
+    async def _request(self, make: Callable[[int], Event], timeout_s: float) -> Any:
         if self.core is None:
             raise NotLeader(None)
         self._next_request += 1
         rid = self._next_request
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._futures[rid] = fut
-        self._handle(Proposed(rid, command))
+        self._handle(make(rid))
         try:
             return await asyncio.wait_for(fut, timeout_s)
         finally:
             self._futures.pop(rid, None)
-
-    def peer_addresses(self) -> list[str]:
-        """The RPC addresses of the voters, in configuration order."""
-        c = self.core
-        if c is None:
-            return []
-        return [self.addresses.get(v, "") for v in c.voters]
-
-    async def read_barrier(self, timeout_s: float) -> None:
-        """Return once this server has confirmed it leads and has applied every entry
-        committed before the call: a linearizable read may then use its state machine.
-        Raises :class:`NotLeader` otherwise. Done by committing an empty entry (a log
-        read, thesis §6.4's simplest correct form)."""
-        await self.propose(None, timeout_s)
 
     async def wait_leader(self, timeout_s: float) -> str | None:
         """The leader, waiting up to ``timeout_s`` for one to be known."""
@@ -386,16 +409,24 @@ class RaftServer:
 
     # ------------------------------------------------------------------ the core
 
+    def _resolve_future(self, request_id: int | None, result: Any, error: Any = None) -> None:
+        fut = self._futures.get(request_id) if request_id is not None else None
+        if fut is not None and not fut.done():
+            if error is not None:
+                fut.set_exception(error)
+            else:
+                fut.set_result(result)
+
     def _handle(self, event: Event | None) -> None:
         core = self.core
         assert core is not None
         if event is not None:
             core.handle(max(core.now, asyncio.get_running_loop().time()), event)
         pending: list[Any] = []
-        applied = False
+        applied_before = core.last_applied
         leader_before = self.leader
         for eff in core.take_effects():
-            if isinstance(eff, PersistState | PersistEntries):
+            if isinstance(eff, PersistState | PersistEntries | PersistSnapshot | CompactLog):
                 pending.append(eff)
                 continue
             if pending:  # durable before anything that depends on it leaves
@@ -404,17 +435,29 @@ class RaftServer:
             if isinstance(eff, SendMessage):
                 self._send(eff.message)
             elif isinstance(eff, Applied):
-                applied = True
-                fut = self._futures.get(eff.request_id) if eff.request_id is not None else None
-                if fut is not None and not fut.done():
-                    if eff.error is not None:
-                        fut.set_exception(eff.error)
-                    else:
-                        fut.set_result(eff.result)
+                self._resolve_future(eff.request_id, eff.result, eff.error)
+            elif isinstance(eff, ReadIndexReady):
+                self._resolve_future(eff.request_id, eff.index)
+            elif isinstance(eff, TransferDone):
+                self._resolve_future(eff.request_id, eff.leader)
             elif isinstance(eff, ProposalDropped):
-                fut = self._futures.get(eff.request_id)
-                if fut is not None and not fut.done():
-                    fut.set_exception(NotLeader(eff.leader))
+                self._resolve_future(eff.request_id, None, NotLeader(eff.leader))
+            elif isinstance(eff, RequestRefused):
+                self._resolve_future(eff.request_id, None, RaftRefused(eff.reason))
+            elif isinstance(eff, ConfigurationChanged):
+                for srv in eff.configuration.servers:
+                    if srv.address:
+                        self.addresses[srv.id] = srv.address
+                log.info(
+                    "raft: configuration at index %d: %s",
+                    eff.index,
+                    ", ".join(
+                        f"{x.id[:8]}@{x.address}{'' if x.voter else ' (non-voter)'}"
+                        for x in eff.configuration.servers
+                    ),
+                )
+                if self._config_changed is not None:
+                    self._config_changed.set()
             elif isinstance(eff, LeaderElected):
                 self.leader = eff.leader
                 log.info("raft: %s leads term %d", eff.leader, eff.term)
@@ -422,7 +465,7 @@ class RaftServer:
             self.disk.persist(pending)
         if core.leader is None:
             self.leader = None
-        if applied and self._applied is not None:
+        if core.last_applied != applied_before and self._applied is not None:
             self._applied.set()
         if self.leader != leader_before:
             if self._leader_changed is not None:
@@ -448,17 +491,24 @@ class RaftServer:
     # ------------------------------------------------------------------ the network
 
     def _send(self, m: Message) -> None:
-        q = self._queues.get(m.dst)
-        if q is None:
+        addr = self.address_of(m.dst)
+        if addr is None:
+            self.stats["send_dropped"] += 1
             return
+        sender = self._senders.get(m.dst)
+        if sender is None or sender[0] != addr:
+            if sender is not None:
+                sender[1].cancel()
+            self._queues[m.dst] = asyncio.Queue(SEND_QUEUE_MAX)
+            self._senders[m.dst] = (addr, asyncio.ensure_future(self._sender(m.dst, addr)))
         try:
-            q.put_nowait(encode_message(m))
+            self._queues[m.dst].put_nowait(encode_message(m))
         except asyncio.QueueFull:
             self.stats["send_dropped"] += 1
 
-    async def _sender(self, peer: str) -> None:
+    async def _sender(self, peer: str, addr: str) -> None:
         q = self._queues[peer]
-        call = self.client.channel(self.addresses[peer]).unary_unary(
+        call = self.client.channel(addr).unary_unary(
             DELIVER_METHOD, request_serializer=_identity, response_deserializer=_identity
         )
         while True:
@@ -467,6 +517,9 @@ class RaftServer:
                 await call(data, timeout=CALL_TIMEOUT_S)
                 self.stats["sent"] += 1
             except grpc.aio.AioRpcError:
+                self.stats["send_dropped"] += 1
+            except Exception:  # never let one odd failure silence a peer for good
+                log.exception("raft: sending to %s (%s) failed", peer, addr)
                 self.stats["send_dropped"] += 1
 
     async def _deliver(self, request: bytes) -> bytes:

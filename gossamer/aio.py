@@ -39,7 +39,7 @@ from catalog.reconcile import reconcile_member, reconcile_reaped
 from catalog.server import CatalogAccess, CatalogServer
 from catalog.store import SERF_CHECK_ID, CommandRejected
 from federation.aio import RaftServer, RPCClient, RPCServer
-from federation.bootstrap import bootstrap_plan
+from federation.bootstrap import bootstrap_plan, server_meta
 from federation.disk import DiskCorrupt
 from federation.raft import RaftConfig
 from gossamer import __version__, goregexp
@@ -203,6 +203,7 @@ class Agent:
                 raft_config(config),
                 random.Random(seed ^ 0x5AF7),
                 on_leader=self.catalog.leader_changed,
+                resolve=self._server_address,
             )
         self.server_rpc = ServerRPC(
             config.node_name,
@@ -253,6 +254,14 @@ class Agent:
     def server_address(self) -> str:
         """``ip:port`` of this server's RPC, as other servers and /v1/status show it."""
         return f"{_host(self.advertise)}:{self.config.server_port}"
+
+    def _server_address(self, server_id: str) -> str | None:
+        """A server's RPC address from its gossip tags (any status), by its Raft ID."""
+        for m in self.serf.member_list():
+            meta = server_meta(m)
+            if meta is not None and meta.id == server_id:
+                return meta.address
+        return None
 
     def _raft_path(self) -> str:
         if self.config.dev or self.config.data_dir is None:
@@ -735,6 +744,9 @@ class Agent:
             "kv_entries": str(len(store.kv)),
             "sessions": str(len(store.sessions)),
             "blocking_queries": str(len(self.catalog.hub)),
+            "raft_messages_sent": str(self.raft.stats["sent"]),
+            "raft_messages_dropped": str(self.raft.stats["send_dropped"]),
+            "raft_messages_received": str(self.raft.stats["received"]),
         }
 
     def lan_coordinate(self) -> Coordinate | None:

@@ -85,8 +85,10 @@ def dc() -> Iterator[tuple[Cluster, list[GossamerAgent], GossamerAgent]]:
         try:
             leader_agent(servers)
             wait_for(
-                lambda: {n["Node"] for n in servers[0].get("/v1/catalog/nodes")}
-                == {"s1", "s2", "s3", "c1"},
+                lambda: (
+                    {n["Node"] for n in servers[0].get("/v1/catalog/nodes")}
+                    == {"s1", "s2", "s3", "c1"}
+                ),
                 30.0,
                 what="the leader to register every member",
             )
@@ -230,5 +232,10 @@ def test_acknowledged_writes_survive_killing_the_leader_twice(tmp_path: object) 
                 stale_keys = set(a.get("/v1/kv/w/?keys&stale", timeout_s=30.0))
                 assert {f"w/{n}" for n in writer.acked} <= stale_keys
         except (TimeoutError, AssertionError):
+            for a in servers:
+                try:
+                    print(a.name, a.get("/v1/agent/self", timeout_s=2.0)["Stats"]["consul"])
+                except OSError as e:
+                    print(a.name, e)
             print(c.logs())
             raise
