@@ -26,6 +26,7 @@ from typing import Any
 
 __all__ = [
     "KV_VERBS",
+    "OP_AUTOPILOT_SET",
     "OP_COORDINATES",
     "OP_DEREGISTER",
     "OP_KV",
@@ -35,6 +36,7 @@ __all__ = [
     "OP_TOMBSTONE_REAP",
     "OP_TXN",
     "TXN_KV_VERBS",
+    "autopilot_set",
     "coordinates",
     "deregister",
     "kv",
@@ -53,6 +55,7 @@ OP_SESSION_CREATE = "session-create"
 OP_SESSION_DESTROY = "session-destroy"
 OP_COORDINATES = "coordinates"
 OP_TOMBSTONE_REAP = "tombstone-reap"
+OP_AUTOPILOT_SET = "autopilot-set"
 
 KV_VERBS = ("set", "cas", "delete", "delete-cas", "delete-tree", "lock", "unlock")
 """Consul's api.KVOp values accepted by /v1/kv (structs.KVSRequest.Op)."""
@@ -161,3 +164,9 @@ def coordinates(now: float, updates: list[dict[str, Any]]) -> dict[str, Any]:
 def tombstone_reap(now: float, index: int) -> dict[str, Any]:
     """Drop KV tombstones at or below ``index`` (Consul's TombstoneRequest{Op: reap})."""
     return {"Op": OP_TOMBSTONE_REAP, "Now": now, "Index": index}
+
+
+def autopilot_set(now: float, config: dict[str, Any], cas: int | None = None) -> dict[str, Any]:
+    """structs.AutopilotSetConfigRequest: ``config`` is Consul's AutopilotConfig JSON
+    (without the indexes); with ``cas``, a check-and-set on the stored ModifyIndex."""
+    return {"Op": OP_AUTOPILOT_SET, "Now": now, "Config": config, "CAS": cas}

@@ -82,7 +82,16 @@ class Read:
 
 _MISSING: Final = object()
 
-TABLES: Final = ("nodes", "services", "checks", "kvs", "tombstones", "sessions", "coordinates")
+TABLES: Final = (
+    "nodes",
+    "services",
+    "checks",
+    "kvs",
+    "tombstones",
+    "sessions",
+    "coordinates",
+    "autopilot-config",
+)
 
 
 class StateStore:
@@ -123,6 +132,9 @@ class StateStore:
         """(lower node, check ID) -> sessions bound to it"""
         self.coords: dict[tuple[str, str], dict[str, Any]] = {}
         """(lower node, segment) -> {Node, Segment, Coord}"""
+        self.operator: dict[str, dict[str, Any]] = {}
+        """Operator settings replicated with the catalog; ``"autopilot"`` -> {"Config": the
+        autopilot configuration as Consul's JSON, "CreateIndex", "ModifyIndex"}."""
 
     # ================================================================== the contract
 
@@ -181,6 +193,7 @@ class StateStore:
             "Tombstones": [[k, v] for k, v in self.graveyard.items()],
             "Sessions": list(self.sessions.values()),
             "Coordinates": list(self.coords.values()),
+            "Operator": dict(self.operator),
         }
 
     def restore(self, snap: dict[str, Any]) -> None:
@@ -212,6 +225,7 @@ class StateStore:
             self._index_session(sess)
         for c in snap["Coordinates"]:
             self.coords[(c["Node"].lower(), c.get("Segment", ""))] = c
+        self.operator = {str(k): v for k, v in (snap.get("Operator") or {}).items()}
 
     def _index_session(self, sess: dict[str, Any]) -> None:
         sid = sess["ID"]
@@ -789,6 +803,25 @@ class StateStore:
                 self._pop(self.graveyard, key)
         return True
 
+    def _op_autopilot_set(self, cmd: dict[str, Any]) -> bool:
+        """Consul's AutopilotSetConfig: store the configuration; with ``CAS`` set, only
+        when the stored ModifyIndex equals it (0: only when none is stored)."""
+        config = cmd["Config"]
+        if not isinstance(config, dict):
+            raise TypeError("Config must be a map")
+        old = self.operator.get("autopilot")
+        cas = cmd.get("CAS")
+        if cas is not None and int(cas) != (old["ModifyIndex"] if old else 0):
+            return False
+        created = old["CreateIndex"] if old else self._cur
+        self._put(
+            self.operator,
+            "autopilot",
+            {"Config": config, "CreateIndex": created, "ModifyIndex": self._cur},
+        )
+        self._touch(("table", "autopilot-config"))
+        return True
+
     _OPS: Final[dict[str, Callable[[StateStore, dict[str, Any]], Any]]] = {
         C.OP_REGISTER: _op_register,
         C.OP_DEREGISTER: _op_deregister,
@@ -798,6 +831,7 @@ class StateStore:
         C.OP_SESSION_DESTROY: _op_session_destroy,
         C.OP_COORDINATES: _op_coordinates,
         C.OP_TOMBSTONE_REAP: _op_tombstone_reap,
+        C.OP_AUTOPILOT_SET: _op_autopilot_set,
     }
 
     # ================================================================== reads

@@ -32,7 +32,7 @@ import time
 import uuid
 from typing import Any
 
-from catalog import commands, http_agent, http_catalog, http_kv
+from catalog import commands, http_agent, http_catalog, http_kv, http_operator
 from catalog.aio import HTTPServer
 from catalog.localagent import LocalAgent
 from catalog.reconcile import reconcile_member, reconcile_reaped
@@ -52,6 +52,7 @@ from gossamer.agent import (
     validate_event_name,
 )
 from gossamer.config import AgentConfig, ConfigError
+from gossamer.leader import ServerAdmin
 from gossamer.rpc import RemoteCatalog, ServerCatalog, ServerRPC
 from swim.aio import GossipDriver
 from swim.config import SwimConfig
@@ -215,8 +216,19 @@ class Agent:
             self.raft,
         )
         access: CatalogAccess
+        self.raft_admin: ServerAdmin | None = None
+        """The operator's Raft and autopilot interface (catalog/http_operator.py), and the
+        leader's management of the server set; servers only."""
         if self.catalog is not None and self.raft is not None and self.rpc_server is not None:
             self.catalog.attach(self.raft, self.server_rpc.apply)
+            self.raft_admin = ServerAdmin(
+                self.node_id,
+                config.datacenter,
+                self.raft,
+                self.catalog,
+                self.server_rpc,
+                self.serf.member_list,
+            )
             self.catalog.on_leadership = self._on_leadership
             self.server_rpc.register(self.rpc_server)
             access = ServerCatalog(self.server_rpc, self.catalog)
@@ -394,6 +406,8 @@ class Agent:
                 task.cancel()
                 with contextlib.suppress(BaseException):
                     await task
+        if self.raft_admin is not None:
+            await self.raft_admin.close()
         if self.catalog is not None:
             await self.catalog.close()
         if self.raft is not None:
@@ -457,6 +471,8 @@ class Agent:
     def _on_leadership(self, leading: bool) -> None:
         """The catalog established (or lost) leadership: run the leader's loop only then
         (Consul's leaderLoop)."""
+        if self.raft_admin is not None:
+            self.raft_admin.leading(leading)
         if leading:
             if self._catalog_task is None or self._catalog_task.done():
                 self._reconcile_queue = []
@@ -835,7 +851,7 @@ class Agent:
 def register_endpoints(http: HTTPServer) -> None:
     """The catalog's HTTP endpoints, each module adding its routes (after the agent
     endpoints of catalog/aio.py, so /v1/coordinate/nodes moves to the store)."""
-    for module in (http_kv, http_catalog, http_agent):
+    for module in (http_kv, http_catalog, http_agent, http_operator):
         module.register(http)
 
 

@@ -1728,11 +1728,12 @@ _VERB_BY_NAME = {v.name: v for v in _VERBS}
 
 
 def _all_verbs() -> tuple[Verb, ...]:
-    """The table above plus the catalog/KV verbs, which live in ``gossamer.cli_catalog``
-    (imported here, not at the top, because that module builds its table from this one)."""
-    from gossamer import cli_catalog
+    """The table above plus the catalog/KV verbs (``gossamer.cli_catalog``) and the
+    operator verbs (``gossamer.cli_operator``), imported here, not at the top, because
+    those modules build their tables from this one."""
+    from gossamer import cli_catalog, cli_operator
 
-    return (*_VERBS, *cli_catalog.VERBS)
+    return (*_VERBS, *cli_catalog.VERBS, *cli_operator.VERBS)
 
 
 def _find_verb(name: str) -> Verb | None:

@@ -374,8 +374,13 @@ class ServerRPC:
             if m.name == "raft_stats":
                 core = self.raft.core if self.raft is not None else None
                 last = core.last_index if core is not None else 0
-                servers = dict(self.raft.addresses) if self.raft is not None else {}
-                value = {"LastIndex": last, "Servers": servers if core is not None else {}}
+                servers = (
+                    {x.id: x.address for x in self.raft.configuration.servers}
+                    if self.raft is not None
+                    else {}
+                )
+                term = core.last_term if core is not None else 0
+                value = {"LastIndex": last, "LastTerm": term, "Servers": servers}
                 return rpc.encode(rpc.QueryResponse(last, value))
             if m.name == "node_state" and len(m.args) == 1 and isinstance(m.args[0], str):
                 if self.catalog is None or self.raft is None:

@@ -897,6 +897,7 @@ def test_help_lists_verbs(argv: list[str], capsys: pytest.CaptureFixture[str]) -
         "kv",
         "leave",
         "members",
+        "operator",
         "rtt",
         "services",
         "sim",

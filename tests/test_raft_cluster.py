@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import signal
+import subprocess
+import sys
 import threading
 import time
 import urllib.error
@@ -237,5 +239,71 @@ def test_acknowledged_writes_survive_killing_the_leader_twice(tmp_path: object) 
                     print(a.name, a.get("/v1/agent/self", timeout_s=2.0)["Stats"]["consul"])
                 except OSError as e:
                     print(a.name, e)
+            print(c.logs())
+            raise
+
+
+def operator_raft(a: GossamerAgent, sub: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """``gossamer operator raft SUB -http-addr=<a> ARGS`` (flags follow the subcommand)."""
+    return subprocess.run(
+        [sys.executable, "-m", "gossamer", "operator", "raft", sub, f"-http-addr={a.http_addr}",
+         *args],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+
+
+def raft_ids(a: GossamerAgent) -> dict[str, tuple[str, bool]]:
+    """Node name -> (Raft ID, voter) from /v1/operator/raft/configuration."""
+    conf = a.get("/v1/operator/raft/configuration")
+    return {s["Node"]: (s["ID"], s["Voter"]) for s in conf["Servers"]}
+
+
+def test_servers_join_leave_and_are_removed_through_raft_membership() -> None:
+    with cluster() as c:
+        servers = start_servers(c)
+        try:
+            leader_agent(servers)
+            # a fourth server with the same -bootstrap-expect finds a cluster already
+            # running: the leader adds it as a non-voter and autopilot promotes it
+            s4 = c.gossamer(
+                "s4",
+                join=[servers[0].gossip_addr],
+                extra=["-server", "-bootstrap-expect=3", f"-server-port={free_port()}"],
+            )
+            wait_for(
+                lambda: raft_ids(servers[0]).get("s4", ("", False))[1],
+                60.0,
+                what="s4 to be added and promoted to voter",
+            )
+            assert "disabling bootstrap mode" in s4.log()
+            servers.append(s4)
+            out = operator_raft(s4, "list-peers")
+            assert out.returncode == 0, out.stderr
+            lines = out.stdout.splitlines()
+            assert lines[0].split()[:5] == ["Node", "ID", "Address", "State", "Voter"]
+            assert sorted(line.split()[0] for line in lines[1:]) == ["s1", "s2", "s3", "s4"]
+            # hand leadership to the newcomer, by ID, with the CLI
+            s4_id = raft_ids(s4)["s4"][0]
+            out = operator_raft(servers[0], "transfer-leader", f"-id={s4_id}")
+            assert out.returncode == 0, out.stdout + out.stderr
+            assert leader_agent(servers) is s4
+            # a server that leaves gracefully is removed from the configuration
+            servers[1].signal(signal.SIGINT)
+            assert servers[1].wait(30.0) == 0
+            wait_for(
+                lambda: set(raft_ids(s4)) == {"s1", "s3", "s4"},
+                30.0,
+                what="the leaver's removal",
+            )
+            # an operator removes another by ID; the remaining two still take writes
+            s3_id = raft_ids(s4)["s3"][0]
+            out = operator_raft(s4, "remove-peer", f"-id={s3_id}")
+            assert out.returncode == 0, out.stdout + out.stderr
+            wait_for(lambda: set(raft_ids(s4)) == {"s1", "s4"}, 30.0, what="s3's removal")
+            assert servers[0].put("/v1/kv/after-removal", "ok") == (200, "true")
+            assert len(s4.get("/v1/status/peers")) == 2
+            out = operator_raft(s4, "remove-peer", "-id=no-such-server")
+            assert out.returncode != 0 and "not found" in (out.stdout + out.stderr)
+        except (TimeoutError, AssertionError):
             print(c.logs())
             raise
