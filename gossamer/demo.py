@@ -1,24 +1,31 @@
-"""`gossamer demo`: five real agents on 127.0.0.1, a crash, a graceful leave, with timings.
+"""`gossamer demo`: three servers and two clients on 127.0.0.1, a leader killed during
+writes, a crash, a graceful leave, with timings.
 
 What it does, in order (every step bounded; every process stopped by PID at the end):
 
-1. starts five ``gossamer agent`` processes: the first a server that bootstraps alone
-   (``-server -bootstrap-expect=1``), four clients that join it with ``-retry-join``;
-2. waits until every agent lists all five alive and prints ``gossamer members``;
-3. the catalog: shows every member registered from gossip, registers two ``web``
-   instances with HTTP checks against two small web servers the demo runs, and a ``db``
-   with a TTL check; shows discovery (``/v1/health/service/web?passing``); stops one web
-   server and shows a blocking query answered by its check turning critical; writes and
-   reads KV with the CLI;
-4. SIGKILLs one agent and reports when each survivor marked it failed, and when the
+1. starts three ``gossamer agent -server -bootstrap-expect=3`` processes, which find
+   each other in gossip and bootstrap Raft, and two clients; every agent is given the
+   servers' gossip addresses with ``-retry-join``, as Consul deployments are;
+2. waits until every agent lists all members alive, prints ``gossamer members`` and
+   ``gossamer operator raft list-peers``;
+3. the catalog, through a client agent (which forwards to the servers): every member
+   registered from gossip, two ``web`` instances with HTTP checks against two small web
+   servers the demo runs, and a ``db`` with a TTL check; discovery
+   (``/v1/health/service/web?passing``); a blocking query answered when one web server
+   stops and its check turns critical; KV with the CLI;
+4. Raft failover: a writer issues writes through a client while the demo SIGKILLs the
+   leader; it reports when a new leader was elected and when the first write was
+   acknowledged after the kill, restarts the old leader, waits for it to catch up, and
+   checks that every acknowledged write is readable from every server;
+5. SIGKILLs one client and reports when each survivor marked it failed, and when the
    catalog turned its ``serfHealth`` critical;
-5. sends SIGINT to another (a graceful leave) and reports when each survivor saw it left,
-   and when the catalog deregistered it;
-6. rehearses in the simulator (:mod:`sim`, virtual time, the same gossip cores): the same
+6. sends SIGINT to the other client (a graceful leave) and reports when each survivor saw
+   it left, and when the catalog deregistered it;
+7. rehearses in the simulator (:mod:`sim`, virtual time, the same gossip cores): the same
    crash in the same pool over 20 seeds, beside what the real agents just did, then a
    datacenter of a 3-DC WAN pool going dark and coming back;
-7. prints a summary and exits 0, or 1 if any step missed its deadline or a simulated
-   check failed.
+8. prints a summary and exits 0, or 1 if any step missed its deadline, an acknowledged
+   write was lost, or a simulated check failed.
 """
 
 from __future__ import annotations
@@ -34,11 +41,12 @@ import time
 import urllib.request
 from collections.abc import Callable
 
-from gossamer.cluster import Cluster, GossamerAgent, wait_for
+from gossamer.cluster import Cluster, GossamerAgent, free_port, wait_for
 
 __all__ = ["main"]
 
 STEP_TIMEOUT_S = {"lan": 60.0, "local": 30.0, "wan": 180.0}
+SERVERS = 3
 
 
 def _say(msg: str = "") -> None:
@@ -92,7 +100,9 @@ def _members_table(agent: GossamerAgent) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="gossamer demo", description=__doc__.splitlines()[0])
-    p.add_argument("--agents", type=int, default=5, help="how many agents (at least 3)")
+    p.add_argument(
+        "--agents", type=int, default=5, help="how many agents: 3 servers and the rest clients"
+    )
     p.add_argument(
         "--profile",
         default="lan",
@@ -101,8 +111,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--keep-logs", action="store_true", help="keep the agents' logs and data")
     args = p.parse_args(argv)
-    if args.agents < 3:
-        p.error("--agents must be at least 3")
+    if args.agents < 5:
+        p.error("--agents must be at least 5 (3 servers, 2 clients)")
     timeout = STEP_TIMEOUT_S[args.profile]
     c = Cluster(keep_logs=args.keep_logs)
     try:
@@ -119,22 +129,32 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(c: Cluster, n: int, profile: str, timeout: float) -> int:
-    _say(f"==> gossamer demo: {n} agents on 127.0.0.1, gossip profile '{profile}'")
+    _say(f"==> gossamer demo: {n} agents on 127.0.0.1 (3 servers), gossip profile '{profile}'")
     _say(f"    logs and data dirs under {c.root}\n")
     t0 = time.monotonic()
-    first = c.gossamer("node-1", profile=profile, extra=["-server", "-bootstrap-expect=1"])
-    agents = [first]
-    _say(
-        f"   {time.monotonic() - t0:6.2f} s  started node-1 (pid {first.pid}), a server, "
-        f"gossip {first.gossip_addr}, HTTP {first.http_addr}"
-    )
-    for i in range(2, n + 1):
-        a = c.gossamer(f"node-{i}", profile=profile, join=[first.gossip_addr])
+    agents: list[GossamerAgent] = []
+    # every agent is told every server's gossip address (Consul's retry_join), so a
+    # server that restarts finds the others again, whichever it is
+    serf_ports = [free_port() for _ in range(SERVERS)]
+    for i in range(1, n + 1):
+        server = i <= SERVERS
+        extra = ["-server", f"-bootstrap-expect={SERVERS}", f"-server-port={free_port()}"]
+        join = [f"127.0.0.1:{p}" for k, p in enumerate(serf_ports, 1) if k != i]
+        a = c.gossamer(
+            f"node-{i}",
+            profile=profile,
+            join=join,
+            extra=extra if server else [],
+            serf_port=serf_ports[i - 1] if server else None,
+        )
         agents.append(a)
         _say(
-            f"   {time.monotonic() - t0:6.2f} s  started node-{i} (pid {a.pid}) gossip "
-            f"{a.gossip_addr}, HTTP {a.http_addr}, joining node-1"
+            f"   {time.monotonic() - t0:6.2f} s  started node-{i} (pid {a.pid}), "
+            f"{'a server' if server else 'a client'}, gossip {a.gossip_addr}, HTTP {a.http_addr}"
         )
+    first = agents[0]
+    servers = agents[:SERVERS]
+    client = agents[SERVERS]
 
     _say("\n==> waiting for every agent to see all members alive")
     t_conv = time.monotonic()
@@ -154,9 +174,18 @@ def _run(c: Cluster, n: int, profile: str, timeout: float) -> int:
         f"{converge_s:.2f} s after the last start\n"
     )
     _say(_members_table(first))
-    web_servers = _catalog_demo(first, timeout)
+    _say("\n==> the servers found each other in gossip and bootstrapped Raft")
+    leader = _leader(servers, timeout)
+    _say(
+        f"   {time.monotonic() - t0:6.2f} s  {leader.name} leads. "
+        "$ gossamer operator raft list-peers"
+    )
+    for line in _cli(client, "operator", "raft", "list-peers").splitlines():
+        _say("   " + line)
+    web_servers = _catalog_demo(client, timeout)
+    failover = _failover(c, servers, client, timeout)
 
-    victim = agents[2]
+    victim = agents[SERVERS + 1]
     survivors = [a for a in agents if a is not victim]
     _say(f"\n==> SIGKILL {victim.name} (pid {victim.pid}): no goodbye, its peers must notice")
     t_kill = time.monotonic()
@@ -171,7 +200,7 @@ def _run(c: Cluster, n: int, profile: str, timeout: float) -> int:
     failed = _watch(survivors, victim.name, "failed", timeout, t_kill)
     crit_s = crit.result()
 
-    leaver = agents[3]
+    leaver = client
     rest = [a for a in survivors if a is not leaver]
     _say(f"\n==> SIGINT {leaver.name} (pid {leaver.pid}): a graceful leave")
     t_leave = time.monotonic()
@@ -197,6 +226,12 @@ def _run(c: Cluster, n: int, profile: str, timeout: float) -> int:
     _say(f"   {leaver.name} leave -> all 'left'         {max(left.values()):6.2f} s")
     _say(f"   {victim.name} crash -> catalog critical   {crit_s:6.2f} s")
     _say(f"   {leaver.name} leave -> deregistered       {dereg_s:6.2f} s")
+    _say(f"   leader killed -> new leader           {failover['elected_s']:6.2f} s")
+    _say(f"   leader killed -> first acked write    {failover['first_ack_s']:6.2f} s")
+    _say(
+        f"   acknowledged writes kept              {failover['kept']:.0f} of "
+        f"{failover['acked']:.0f} on each of {SERVERS} servers"
+    )
     for w in web_servers:
         w.shutdown()
     if code != 0:
@@ -205,9 +240,116 @@ def _run(c: Cluster, n: int, profile: str, timeout: float) -> int:
     _say("\n==> stopping the remaining agents")
     for a in rest:
         a.stop()
-    ok = _rehearse(n, profile, failed)
+    ok = _rehearse(n, profile, failed, victim.name) and failover["kept"] == failover["acked"]
     _say(f"\n   done in {time.monotonic() - t0:.1f} s")
     return 0 if ok else 1
+
+
+def _leader_addr(a: GossamerAgent) -> str:
+    try:
+        return str(a.get("/v1/status/leader", 2.0))
+    except (OSError, ValueError):
+        return ""
+
+
+def _leader(servers: list[GossamerAgent], timeout: float) -> GossamerAgent:
+    """The live server every live server names as leader (by its server RPC port)."""
+    live = [a for a in servers if a.alive()]
+    ports = {str(a.members()[a.name]["Tags"]["port"]): a for a in live}
+    found: list[GossamerAgent] = []
+
+    def agreed() -> bool:
+        seen = {_leader_addr(a) for a in live}
+        port = next(iter(seen)).rpartition(":")[2] if len(seen) == 1 else ""
+        if port in ports:
+            found[:] = [ports[port]]
+        return bool(found)
+
+    wait_for(agreed, timeout, 0.02, "the servers to agree on a leader")
+    return found[0]
+
+
+class _Writer(threading.Thread):
+    """Writes demo/w/0, 1, ... through one agent, one at a time; remembers which were
+    acknowledged (200 true), when each was sent and when it was acknowledged."""
+
+    def __init__(self, via: GossamerAgent) -> None:
+        super().__init__(daemon=True)
+        self.via = via
+        self.acked: list[tuple[int, float, float]] = []
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        n = 0
+        while not self.stop.is_set() and n < 1_000_000:
+            sent = time.monotonic()
+            try:
+                status, text = self.via.put(f"/v1/kv/demo/w/{n}", str(n), timeout_s=15.0)
+            except OSError:
+                status, text = 0, ""
+            if status == 200 and text == "true":
+                self.acked.append((n, sent, time.monotonic()))
+            else:
+                time.sleep(0.02)
+            n += 1
+
+
+def _failover(
+    c: Cluster, servers: list[GossamerAgent], client: GossamerAgent, timeout: float
+) -> dict[str, float]:
+    _say(f"\n==> Raft: writes through {client.name} while the leader is SIGKILLed")
+    writer = _Writer(client)
+    writer.start()
+    try:
+        wait_for(lambda: len(writer.acked) >= 100, timeout, 0.02, "100 acknowledged writes")
+        lead = _leader(servers, timeout)
+        _say(f"   {len(writer.acked)} writes acknowledged; SIGKILL {lead.name} (pid {lead.pid})")
+        t_kill = time.monotonic()
+        lead.signal(signal.SIGKILL)
+        lead.wait(5.0)
+        new = _leader(servers, timeout)
+        elected_s = time.monotonic() - t_kill
+        _say(f"   {elected_s:6.2f} s  {new.name} leads")
+        # the first write sent after the kill and acknowledged: the new leader's
+        wait_for(
+            lambda: any(s > t_kill for _, s, _ in writer.acked), timeout, 0.01, "a write after"
+        )
+        first_ack_s = min(t for _, s, t in writer.acked if s > t_kill) - t_kill
+        _say(f"   {first_ack_s:6.2f} s  first write sent after the kill is acknowledged")
+        after = len(writer.acked)
+        wait_for(lambda: len(writer.acked) >= after + 100, timeout, 0.02, "100 more writes")
+        _say(f"   restarting {lead.name} from its data dir")
+        c.restart(lead)
+    finally:
+        writer.stop.set()
+        writer.join(30.0)
+    acked = {n for n, _, _ in writer.acked}
+    last = max(acked)
+    t_restart = time.monotonic()
+    wait_for(
+        lambda: lead.put(f"/v1/kv/demo/w/{last}?stale", method="GET")[0] == 200,
+        timeout,
+        0.05,
+        f"{lead.name} to catch up",
+    )
+    _say(f"   {time.monotonic() - t_restart:6.2f} s  {lead.name} caught up")
+    kept = len(acked)
+    for a in servers:
+        keys = set(a.get("/v1/kv/demo/w/?keys&stale", 30.0))
+        missing = sorted(n for n in acked if f"demo/w/{n}" not in keys)
+        if missing:
+            _say(f"   {a.name} LACKS acknowledged writes {missing[:10]}")
+            kept = min(kept, len(acked) - len(missing))
+    _say(
+        f"   {len(acked)} writes acknowledged; {kept} of them readable from every server "
+        f"(?stale, each server's own replica)"
+    )
+    return {
+        "elected_s": elected_s,
+        "first_ack_s": first_ack_s,
+        "acked": float(len(acked)),
+        "kept": float(kept),
+    }
 
 
 def _when(
@@ -267,8 +409,8 @@ def _web_server() -> http.server.ThreadingHTTPServer:
 
 
 def _catalog_demo(server: GossamerAgent, timeout: float) -> list[http.server.ThreadingHTTPServer]:
-    _say("\n==> the catalog on node-1 (a server that bootstrapped alone): every member is")
-    _say("    registered from gossip with a passing serfHealth check")
+    _say(f"\n==> the catalog through {server.name}, a client: it forwards to the servers over")
+    _say("    gRPC; every member is registered from gossip with a passing serfHealth check")
     wait_for(
         lambda: len(server.get("/v1/catalog/nodes")) == len(server.members()),
         timeout,
@@ -278,7 +420,7 @@ def _catalog_demo(server: GossamerAgent, timeout: float) -> list[http.server.Thr
     _say(_cli(server, "catalog", "nodes"))
 
     webs = [_web_server(), _web_server()]
-    _say("\n==> register services on node-1's agent: two web instances with HTTP checks")
+    _say(f"\n==> register services on {server.name}'s agent: two web instances with HTTP checks")
     _say("    (against two web servers this demo runs), a db with a TTL check")
     for i, w in enumerate(webs, 1):
         port = w.server_address[1]
@@ -366,7 +508,7 @@ jitter_ms = 0.06
 [[fault]]
 at_s = 10
 kind = "crash"
-target = "node:node-3"
+target = "node:{victim}"
 [checks]
 detection_within_s = 30
 """
@@ -397,7 +539,7 @@ detection_within_s = 120
 """
 
 
-def _rehearse(n: int, profile: str, real_failed: dict[str, float]) -> bool:
+def _rehearse(n: int, profile: str, real_failed: dict[str, float], victim: str) -> bool:
     """The simulator's half of the demo: quick, deterministic, the same cores."""
     import statistics
 
@@ -405,7 +547,7 @@ def _rehearse(n: int, profile: str, real_failed: dict[str, float]) -> bool:
     from sim.scenario import loads
 
     _say("\n==> the same crash rehearsed in the simulator: 20 seeds on virtual time")
-    crash = loads(_CRASH.format(profile=profile, n=n), "demo-crash.toml")
+    crash = loads(_CRASH.format(profile=profile, n=n, victim=victim), "demo-crash.toml")
     t = time.monotonic()
     runs = run_seeds(crash, range(1, 21))
     firsts = [min(r.figures["detection_first_s"]) for r in runs]

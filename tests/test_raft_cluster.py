@@ -26,16 +26,17 @@ SERVERS = ("s1", "s2", "s3")
 
 
 def start_servers(c: Cluster, n: int = 3) -> list[GossamerAgent]:
-    first: GossamerAgent | None = None
+    """``n`` servers, each told the others' gossip addresses (Consul's retry_join), so
+    whichever restarts finds the rest again."""
+    ports = [free_port() for _ in range(n)]
     out = []
-    for name in SERVERS[:n]:
-        join = [first.gossip_addr] if first is not None else []
+    for i, name in enumerate(SERVERS[:n]):
         agent = c.gossamer(
             name,
-            join=join,
+            join=[f"127.0.0.1:{p}" for k, p in enumerate(ports) if k != i],
+            serf_port=ports[i],
             extra=["-server", f"-bootstrap-expect={n}", f"-server-port={free_port()}"],
         )
-        first = first or agent
         out.append(agent)
     return out
 
