@@ -430,7 +430,7 @@ class RaftServer:
                 pending.append(eff)
                 continue
             if pending:  # durable before anything that depends on it leaves
-                self.disk.persist(pending)
+                self._persist(pending)
                 pending = []
             if isinstance(eff, SendMessage):
                 self._send(eff.message)
@@ -462,7 +462,7 @@ class RaftServer:
                 self.leader = eff.leader
                 log.info("raft: %s leads term %d", eff.leader, eff.term)
         if pending:
-            self.disk.persist(pending)
+            self._persist(pending)
         if core.leader is None:
             self.leader = None
         if core.last_applied != applied_before and self._applied is not None:
@@ -474,6 +474,17 @@ class RaftServer:
                 self._on_leader(self.leader)
         if self._wake is not None:
             self._wake.set()
+
+    def _persist(self, effects: list[Any]) -> None:
+        self.disk.persist(effects)
+        for eff in effects:
+            if isinstance(eff, PersistSnapshot):
+                log.info(
+                    "raft: snapshot at index %d (term %d): %d bytes",
+                    eff.index,
+                    eff.term,
+                    len(eff.data),
+                )
 
     async def _timer(self) -> None:
         assert self._wake is not None and self.core is not None

@@ -20,6 +20,7 @@ import asyncio
 import base64
 import collections
 import contextlib
+import dataclasses
 import ipaddress
 import json
 import logging
@@ -756,6 +757,10 @@ class Agent:
             "commit_index": str(core.commit_index if core is not None else 0),
             "applied_index": str(core.last_applied if core is not None else 0),
             "term": str(core.term if core is not None else 0),
+            "last_snapshot_index": str(core.snapshot_index if core is not None else 0),
+            "last_snapshot_term": str(
+                core.snapshot.term if core is not None and core.snapshot is not None else 0
+            ),
             "catalog_nodes": str(len(store.nodes)),
             "kv_entries": str(len(store.kv)),
             "sessions": str(len(store.sessions)),
@@ -937,9 +942,16 @@ def run_agent(config: AgentConfig) -> int:
 def raft_config(config: AgentConfig) -> RaftConfig:
     """The Raft timing for this agent: ``-raft-timing=low-latency`` (and ``-dev``) elect in
     a few hundred milliseconds on a good network; the default tolerates slower ones."""
-    if config.dev or config.raft_timing == "low-latency":
-        return RaftConfig.low_latency()
-    return RaftConfig()
+    base = (
+        RaftConfig.low_latency()
+        if config.dev or config.raft_timing == "low-latency"
+        else RaftConfig()
+    )
+    return dataclasses.replace(
+        base,
+        snapshot_threshold=config.raft_snapshot_threshold,
+        trailing_logs=config.raft_trailing_logs,
+    )
 
 
 def _host(addr: str) -> str:

@@ -1092,6 +1092,8 @@ _AGENT_FIELDS = {
     "bootstrap-expect": "bootstrap_expect",
     "server-port": "server_port",
     "raft-timing": "raft_timing",
+    "raft-snapshot-threshold": "raft_snapshot_threshold",
+    "raft-trailing-logs": "raft_trailing_logs",
 }
 
 
@@ -1479,6 +1481,16 @@ Usage: gossamer agent [options]
                 FlagKind.STRING,
                 "Raft's timing preset: default (1s election timeout) or low-latency "
                 "(300ms), for fast failover on a good network.",
+            ),
+            Flag(
+                "raft-snapshot-threshold",
+                FlagKind.INT,
+                "Log entries applied between two snapshots of the state store. Defaults to 16384.",
+            ),
+            Flag(
+                "raft-trailing-logs",
+                FlagKind.INT,
+                "Log entries kept behind a snapshot for followers that lag. Defaults to 10240.",
             ),
             Flag(
                 "enable-script-checks",

@@ -69,6 +69,12 @@ class AgentConfig:
     leader at once. Needs ``server``."""
     server_port: int = DEFAULT_SERVER_PORT
     """Server RPC port, gossiped in the ``port`` tag."""
+    raft_snapshot_threshold: int = 16384
+    """Consul's raft_snapshot_threshold: log entries applied between two snapshots of the
+    state store (the log before a snapshot is then compacted)."""
+    raft_trailing_logs: int = 10240
+    """Consul's raft_trailing_logs: entries kept behind a snapshot, so a follower that
+    lags by fewer catches up from the log instead of a whole snapshot."""
     raft_timing: str = "default"
     """Raft's timing preset: ``default`` (1 s election timeout, 100 ms heartbeats) or
     ``low-latency`` (300 ms / 50 ms), federation.raft.RaftConfig."""
@@ -99,6 +105,10 @@ class AgentConfig:
             raise ConfigError("-bootstrap-expect cannot be negative")
         if self.bootstrap_expect and not self.server:
             raise ConfigError("Bootstrap-expect mode can only be used with server mode")
+        if self.raft_snapshot_threshold < 1:
+            raise ConfigError("-raft-snapshot-threshold must be at least 1")
+        if self.raft_trailing_logs < 0:
+            raise ConfigError("-raft-trailing-logs cannot be negative")
         if self.raft_timing not in ("default", "low-latency"):
             raise ConfigError(
                 f"Invalid -raft-timing: {self.raft_timing!r} (use default or low-latency)"

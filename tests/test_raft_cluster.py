@@ -308,3 +308,61 @@ def test_servers_join_leave_and_are_removed_through_raft_membership() -> None:
         except (TimeoutError, AssertionError):
             print(c.logs())
             raise
+
+
+def consul_stats(a: GossamerAgent) -> dict[str, str]:
+    return dict(a.get("/v1/agent/self", timeout_s=5.0)["Stats"]["consul"])
+
+
+def test_a_follower_that_missed_compacted_entries_catches_up_by_snapshot() -> None:
+    """With a small -raft-snapshot-threshold the leader snapshots and compacts its log
+    while a follower is down; the restarted follower is sent the snapshot (and then the
+    trailing log), and holds every key; restarting again, it starts from its own
+    snapshot."""
+    with cluster() as c:
+        ports = [free_port() for _ in range(3)]
+        servers = [
+            c.gossamer(
+                name,
+                join=[f"127.0.0.1:{p}" for k, p in enumerate(ports) if k != i],
+                serf_port=ports[i],
+                extra=[
+                    "-server",
+                    "-bootstrap-expect=3",
+                    f"-server-port={free_port()}",
+                    "-raft-snapshot-threshold=40",
+                    "-raft-trailing-logs=5",
+                ],
+            )
+            for i, name in enumerate(SERVERS)
+        ]
+        try:
+            lead = leader_agent(servers)
+            follower = next(a for a in servers if a is not lead)
+            other = next(a for a in servers if a is not lead and a is not follower)
+            follower.signal(signal.SIGKILL)
+            follower.wait(5.0)
+            for n in range(200):
+                assert other.put(f"/v1/kv/snap/{n}", str(n)) == (200, "true")
+            assert int(consul_stats(lead)["last_snapshot_index"]) >= 160
+            c.restart(follower)
+            wait_for(
+                lambda: follower.put("/v1/kv/snap/199?stale", method="GET")[0] == 200,
+                30.0,
+                what="the restarted follower to catch up",
+            )
+            assert len(follower.get("/v1/kv/snap/?keys&stale")) == 200
+            assert "snapshot at index" in follower.log()
+            assert int(consul_stats(follower)["last_snapshot_index"]) >= 160
+            # and from its own snapshot after another restart
+            follower.signal(signal.SIGKILL)
+            follower.wait(5.0)
+            c.restart(follower)
+            wait_for(
+                lambda: len(follower.get("/v1/kv/snap/?keys&stale") or []) == 200,
+                30.0,
+                what="the follower to start from its snapshot",
+            )
+        except (TimeoutError, AssertionError):
+            print(c.logs())
+            raise
