@@ -31,6 +31,7 @@ import asyncio
 import contextlib
 import logging
 import random
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -54,6 +55,7 @@ from federation.raft import (
     PersistState,
     ProposalDropped,
     Proposed,
+    ProposedMany,
     RaftConfig,
     RaftCore,
     ReadIndexReady,
@@ -65,7 +67,14 @@ from federation.raft import (
     StateMachine,
     TransferDone,
 )
-from federation.wire import WireError, decode_message, encode_message
+from federation.wire import (
+    BATCH_MESSAGES_MAX,
+    WireError,
+    decode_batch,
+    decode_message,
+    encode_batch,
+    encode_message,
+)
 from gossamer.core import Event, NoLeader, TimerExpired
 
 __all__ = [
@@ -84,6 +93,8 @@ DELIVER_METHOD = "/gossamer.raft.Raft/Deliver"
 SEND_QUEUE_MAX = 1024
 """Messages queued per peer before new ones are dropped (Raft retries)."""
 CALL_TIMEOUT_S = 2.0
+BATCH_BYTES = 4 * 1024 * 1024
+"""A delivery stops taking queued messages past this size."""
 MESSAGE_BYTES_MAX = 64 * 1024 * 1024
 GRPC_OPTIONS = [
     ("grpc.max_send_message_length", MESSAGE_BYTES_MAX),
@@ -179,10 +190,26 @@ class RPCClient:
         """Whether a connection to ``address`` is up (or comes up within ``timeout_s``).
         A request sent only after this returned True and then failed may have been
         processed; one never sent was not: callers retry writes only in the latter case."""
-        try:
-            await asyncio.wait_for(self.channel(address).channel_ready(), timeout_s)
-        except (TimeoutError, grpc.aio.AioRpcError):
-            return False
+        ch = self.channel(address)
+        loop = asyncio.get_running_loop()
+        end = loop.time() + timeout_s
+        state = ch.get_state(try_to_connect=True)
+        while state is not grpc.ChannelConnectivity.READY:
+            # a refused or failed connection answers at once (a dead server costs nothing
+            # here); gRPC tries again after its reconnect back-off (at most 1 s)
+            if state in (
+                grpc.ChannelConnectivity.TRANSIENT_FAILURE,
+                grpc.ChannelConnectivity.SHUTDOWN,
+            ):
+                return False
+            remaining = end - loop.time()
+            if remaining <= 0:
+                return False
+            try:
+                await asyncio.wait_for(ch.wait_for_state_change(state), remaining)
+            except TimeoutError:
+                return False
+            state = ch.get_state(try_to_connect=True)
         return True
 
     async def call(self, address: str, method: str, payload: bytes, timeout_s: float) -> bytes:
@@ -229,7 +256,16 @@ class RaftServer:
         self.addresses: dict[str, str] = {}
         """Server ID -> host:port of its server RPC, for every server ever configured
         (a removed one still gets the entries that remove it)."""
-        self.stats = {"sent": 0, "send_dropped": 0, "received": 0, "bad_messages": 0}
+        self.stats = {
+            "sent": 0,
+            "send_dropped": 0,
+            "received": 0,
+            "bad_messages": 0,
+            "deliveries": 0,
+            "persists": 0,
+            "persist_us": 0,
+            "entries_persisted": 0,
+        }
         self._on_leader = on_leader
         self._resolve = resolve
         self._queues: dict[str, asyncio.Queue[bytes]] = {}
@@ -241,6 +277,8 @@ class RaftServer:
         self._leader_changed: asyncio.Event | None = None
         self._applied: asyncio.Event | None = None
         self._config_changed: asyncio.Event | None = None
+        self._inbox: list[Event] = []
+        self._drain_scheduled = False
         rpc.add_method("gossamer.raft.Raft", "Deliver", self._deliver)
 
     # ------------------------------------------------------------------ lifecycle
@@ -257,7 +295,7 @@ class RaftServer:
             self.id, None, self.sm, self.rng, self.config, self.disk.load(), now=loop.time()
         )
         self._timer_task = asyncio.ensure_future(self._timer())
-        self._handle(None)
+        self._handle([])
 
     @property
     def bootstrapped(self) -> bool:
@@ -273,7 +311,7 @@ class RaftServer:
         config = Configuration(
             tuple(ServerInfo(sid, addr, True) for sid, addr in sorted(servers.items()))
         )
-        self._handle(BootstrapRequested(config))
+        self._handle([BootstrapRequested(config)])
 
     async def close(self) -> None:
         tasks = [t for _, t in self._senders.values()]
@@ -376,7 +414,7 @@ class RaftServer:
         rid = self._next_request
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._futures[rid] = fut
-        self._handle(make(rid))
+        self._submit(make(rid))
         try:
             return await asyncio.wait_for(fut, timeout_s)
         finally:
@@ -417,10 +455,34 @@ class RaftServer:
             else:
                 fut.set_result(result)
 
-    def _handle(self, event: Event | None) -> None:
+    def _submit(self, event: Event) -> None:
+        """Queue an event for this loop turn's batch (group commit): everything that
+        arrives before the loop comes round (proposals from many HTTP requests, messages
+        from many peers) is handed to the core together, and what it must persist is
+        made durable in one transaction, with one fsync, before any send."""
+        self._inbox.append(event)
+        if not self._drain_scheduled:
+            self._drain_scheduled = True
+            asyncio.get_running_loop().call_soon(self._drain)
+
+    def _drain(self) -> None:
+        self._drain_scheduled = False
+        events, self._inbox = self._inbox, []
+        if self.core is None:
+            for e in events:
+                rid = getattr(e, "request_id", None)
+                self._resolve_future(rid, None, NotLeader(None))
+            return
+        proposals = tuple(e for e in events if isinstance(e, Proposed))
+        batch = [e for e in events if not isinstance(e, Proposed)]
+        if proposals:
+            batch.append(ProposedMany(proposals))
+        self._handle(batch)
+
+    def _handle(self, events: list[Event]) -> None:
         core = self.core
         assert core is not None
-        if event is not None:
+        for event in events:
             core.handle(max(core.now, asyncio.get_running_loop().time()), event)
         pending: list[Any] = []
         applied_before = core.last_applied
@@ -476,7 +538,13 @@ class RaftServer:
             self._wake.set()
 
     def _persist(self, effects: list[Any]) -> None:
+        t = time.perf_counter()
         self.disk.persist(effects)
+        self.stats["persists"] += 1
+        self.stats["persist_us"] += int((time.perf_counter() - t) * 1e6)
+        self.stats["entries_persisted"] += sum(
+            len(e.entries) for e in effects if isinstance(e, PersistEntries)
+        )
         for eff in effects:
             if isinstance(eff, PersistSnapshot):
                 log.info(
@@ -497,7 +565,7 @@ class RaftServer:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), delay)
                 continue
-            self._handle(TimerExpired())
+            self._handle([TimerExpired()])
 
     # ------------------------------------------------------------------ the network
 
@@ -518,28 +586,42 @@ class RaftServer:
             self.stats["send_dropped"] += 1
 
     async def _sender(self, peer: str, addr: str) -> None:
+        """One call at a time per peer, in order; each call carries everything that queued
+        while the previous one was out (federation/wire.py ``encode_batch``)."""
         q = self._queues[peer]
         call = self.client.channel(addr).unary_unary(
             DELIVER_METHOD, request_serializer=_identity, response_deserializer=_identity
         )
         while True:
-            data = await q.get()
+            batch = [await q.get()]
+            size = len(batch[0])
+            while not q.empty() and len(batch) < BATCH_MESSAGES_MAX and size < BATCH_BYTES:
+                data = q.get_nowait()
+                batch.append(data)
+                size += len(data)
             try:
-                await call(data, timeout=CALL_TIMEOUT_S)
-                self.stats["sent"] += 1
+                await call(encode_batch(batch), timeout=CALL_TIMEOUT_S)
+                self.stats["sent"] += len(batch)
+                self.stats["deliveries"] += 1
             except grpc.aio.AioRpcError:
-                self.stats["send_dropped"] += 1
+                self.stats["send_dropped"] += len(batch)
             except Exception:  # never let one odd failure silence a peer for good
                 log.exception("raft: sending to %s (%s) failed", peer, addr)
-                self.stats["send_dropped"] += 1
+                self.stats["send_dropped"] += len(batch)
 
     async def _deliver(self, request: bytes) -> bytes:
         try:
-            m = decode_message(request)
+            batch = decode_batch(request)
         except WireError:
             self.stats["bad_messages"] += 1
             return b""
-        self.stats["received"] += 1
-        if self.core is not None:
-            self._handle(MessageReceived(m))
+        for data in batch:
+            try:
+                m = decode_message(data)
+            except WireError:
+                self.stats["bad_messages"] += 1
+                continue
+            self.stats["received"] += 1
+            if self.core is not None:
+                self._submit(MessageReceived(m))
         return b""

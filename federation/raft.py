@@ -170,6 +170,7 @@ __all__ = [
     "PromoteVoter",
     "ProposalDropped",
     "Proposed",
+    "ProposedMany",
     "RaftConfig",
     "RaftCore",
     "ReadIndexReady",
@@ -419,6 +420,15 @@ class Proposed(Event):
 
     request_id: int
     command: Any
+
+
+@dataclass(frozen=True, slots=True)
+class ProposedMany(Event):
+    """Several client commands at once (a driver's group commit): one log append and one
+    AppendEntries round for the lot, so each server makes them durable with one write.
+    Each is answered as its own :class:`Proposed` would be."""
+
+    proposals: tuple[Proposed, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -785,7 +795,9 @@ class RaftCore:
         if isinstance(event, MessageReceived):
             self._on_message(event.message)
         elif isinstance(event, Proposed):
-            self._on_propose(event)
+            self._on_propose((event,))
+        elif isinstance(event, ProposedMany):
+            self._on_propose(event.proposals)
         elif isinstance(event, TimerExpired):
             self._on_timer()
         elif isinstance(event, ConfigurationChangeRequested):
@@ -1163,16 +1175,24 @@ class RaftCore:
 
     # ================================================================== proposals
 
-    def _on_propose(self, ev: Proposed) -> None:
+    def _on_propose(self, proposals: Sequence[Proposed]) -> None:
+        if not proposals:
+            return
         if self.role is not Role.LEADER:
-            self.stats["dropped"] += 1
-            self._outbox.append(ProposalDropped(ev.request_id, self.leader))
+            for p in proposals:
+                self.stats["dropped"] += 1
+                self._outbox.append(ProposalDropped(p.request_id, self.leader))
             return
         if self._transfer is not None:
-            self._outbox.append(RequestRefused(ev.request_id, "leadership transfer in progress"))
+            for p in proposals:
+                self._outbox.append(
+                    RequestRefused(p.request_id, "leadership transfer in progress")
+                )
             return
-        index = self._append_local([ev.command])
-        self._pending[index] = ev.request_id
+        first = self.last_index + 1
+        self._append_local([p.command for p in proposals])
+        for i, p in enumerate(proposals):
+            self._pending[first + i] = p.request_id
         self._broadcast_append(heartbeat=False)
         self._maybe_commit()  # a single-server cluster commits at once
 

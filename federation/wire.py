@@ -41,15 +41,20 @@ from federation.raft import (
 )
 
 __all__ = [
+    "BATCH_MESSAGES_MAX",
     "ENTRIES_MAX",
     "MESSAGE_BYTES_MAX",
     "WIRE_VERSION",
     "WireError",
+    "decode_batch",
     "decode_message",
+    "encode_batch",
     "encode_message",
 ]
 
 WIRE_VERSION: Final = 2
+BATCH_MESSAGES_MAX: Final = 1024
+"""Messages in one delivery (one gRPC call carries whatever queued for that peer)."""
 MESSAGE_BYTES_MAX: Final = 16 * 1024 * 1024
 """An AppendEntries batch, with room: 256 entries of Consul's 512 KiB KV limit would not
 fit, so the leader's max_entries_per_append and the KV limit together bound a batch."""
@@ -211,3 +216,35 @@ def decode_message(data: bytes) -> Message:
             _uint(body[2], "commit"), _uint(body[4], "seq"),
         )  # fmt: skip
     raise WireError(f"unknown message kind {kind!r} with {len(body)} fields")
+
+
+def encode_batch(messages: list[bytes]) -> bytes:
+    """Several encoded messages for one peer in one delivery: a msgpack array of them.
+    The receiver hands them to its core together (one fsync for all they make it
+    persist), which is what keeps a busy leader's followers from one fsync per append."""
+    if not 0 < len(messages) <= BATCH_MESSAGES_MAX:
+        raise ValueError(f"a batch holds 1 to {BATCH_MESSAGES_MAX} messages")
+    out: bytes = msgpack.packb(messages, use_bin_type=True)
+    return out
+
+
+def decode_batch(data: bytes) -> list[bytes]:
+    """The encoded messages of a delivery; raises only :class:`WireError` (each message
+    is then decoded, and may be refused, on its own)."""
+    if len(data) > MESSAGE_BYTES_MAX * 2:
+        raise WireError(f"batch of {len(data)} bytes is over {MESSAGE_BYTES_MAX * 2}")
+    try:
+        v = msgpack.unpackb(
+            data,
+            raw=False,
+            max_array_len=BATCH_MESSAGES_MAX,
+            max_bin_len=MESSAGE_BYTES_MAX,
+            max_str_len=0,
+            max_map_len=0,
+            max_ext_len=0,
+        )
+    except Exception as e:  # msgpack raises several types
+        raise WireError(f"not a batch: {type(e).__name__}") from None
+    if not isinstance(v, list) or not v or not all(isinstance(x, bytes) for x in v):
+        raise WireError(f"expected an array of 1 to {BATCH_MESSAGES_MAX} messages")
+    return v

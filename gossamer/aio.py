@@ -768,6 +768,9 @@ class Agent:
             "raft_messages_sent": str(self.raft.stats["sent"]),
             "raft_messages_dropped": str(self.raft.stats["send_dropped"]),
             "raft_messages_received": str(self.raft.stats["received"]),
+            "raft_persists": str(self.raft.stats["persists"]),
+            "raft_persist_ms": str(self.raft.stats["persist_us"] // 1000),
+            "raft_entries_persisted": str(self.raft.stats["entries_persisted"]),
         }
 
     def lan_coordinate(self) -> Coordinate | None:

@@ -157,6 +157,19 @@ class ServerRPC:
             raise NoLeader
         return addr
 
+    async def _leader_moved(self, tried: list[str]) -> None:
+        """Wait (up to a third of the hold timeout, once per attempt) until the leader is
+        someone we have not just tried: a follower whose leader died learns of the next
+        one from the election."""
+        assert self.raft is not None
+        loop = asyncio.get_running_loop()
+        end = loop.time() + RPC_HOLD_TIMEOUT_S / ATTEMPTS_MAX
+        while loop.time() < end:
+            addr = self.raft.leader_address
+            if addr is not None and addr not in tried:
+                return
+            await asyncio.sleep(0.01)
+
     async def _targets(self) -> list[str]:
         if self.raft is not None:
             return [await self._leader_address()]
@@ -213,7 +226,8 @@ class ServerRPC:
         is_read = request.method in ("GET", "HEAD")
         last_error = ""
         for attempt in range(ATTEMPTS_MAX):
-            for addr in await self._targets():
+            targets = await self._targets()
+            for addr in targets:
                 if not await self.client.connected(addr, CONNECT_TIMEOUT_S):
                     self._failed(addr)
                     last_error = f"cannot connect to {addr}"
@@ -236,7 +250,7 @@ class ServerRPC:
                 self.stats["forwarded"] += 1
                 return resp.status, dict(resp.headers), resp.body
             if self.raft is not None and attempt + 1 < ATTEMPTS_MAX:
-                await asyncio.sleep(0.1)  # the leader may have just changed
+                await self._leader_moved(targets)  # the leader may have just changed
         raise HTTPError(500, f"rpc error making call: {last_error or 'no server answered'}")
 
     async def _on_forward(self, data: bytes) -> bytes:
@@ -273,7 +287,8 @@ class ServerRPC:
         payload = rpc.encode(rpc.ApplyRequest(command, hops + 1))
         last_error = ""
         for _ in range(ATTEMPTS_MAX):
-            for addr in await self._targets():
+            targets = await self._targets()
+            for addr in targets:
                 if not await self.client.connected(addr, CONNECT_TIMEOUT_S):
                     self._failed(addr)
                     last_error = f"cannot connect to {addr}"
@@ -294,7 +309,10 @@ class ServerRPC:
                     last_error = "No cluster leader"
                     break  # not applied: safe to ask again once a leader is known
                 return _raise_or_result(resp)
-            await asyncio.sleep(0.2)
+            if self.raft is not None:
+                await self._leader_moved(targets)
+            else:
+                await asyncio.sleep(0.2)
         if last_error == "No cluster leader":
             raise NoLeader
         raise HTTPError(500, f"rpc error making call: {last_error or 'no server answered'}")

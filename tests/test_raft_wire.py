@@ -3,6 +3,7 @@ and any bytes at all (random, or valid traffic mutated) raise only WireError."""
 
 from __future__ import annotations
 
+import contextlib
 import random
 
 import msgpack
@@ -23,7 +24,16 @@ from federation.raft import (
     VoteRequest,
     VoteResponse,
 )
-from federation.wire import ENTRIES_MAX, WIRE_VERSION, WireError, decode_message, encode_message
+from federation.wire import (
+    BATCH_MESSAGES_MAX,
+    ENTRIES_MAX,
+    WIRE_VERSION,
+    WireError,
+    decode_batch,
+    decode_message,
+    encode_batch,
+    encode_message,
+)
 
 U63 = st.integers(0, (1 << 63) - 1)
 IDS = st.text(min_size=1, max_size=20)
@@ -173,3 +183,48 @@ def test_limits_and_shape_errors() -> None:
             decode_message(data)
     with pytest.raises(TypeError):
         encode_message(object())  # type: ignore[arg-type]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(messages(), min_size=1, max_size=8))
+def test_batches_round_trip(ms: list[object]) -> None:
+    batch = decode_batch(encode_batch([encode_message(m) for m in ms]))  # type: ignore[arg-type]
+    assert [decode_message(b) for b in batch] == ms
+
+
+@settings(max_examples=1000, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.too_slow])  # fmt: skip
+@given(st.binary(max_size=200))
+def test_random_bytes_as_a_batch_raise_only_wire_error(data: bytes) -> None:
+    try:
+        batch = decode_batch(data)
+    except WireError:
+        return
+    assert batch and all(isinstance(b, bytes) for b in batch)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_mutated_batches_raise_only_wire_error(seed: int) -> None:
+    rng = random.Random(seed)
+    sample = encode_batch(SAMPLES)
+    refused = 0
+    for _ in range(2000):
+        try:
+            batch = decode_batch(mutate(rng, sample))
+        except WireError:
+            refused += 1
+            continue
+        for data in batch:  # each message is then decoded on its own
+            with contextlib.suppress(WireError):
+                decode_message(data)
+    assert refused > 0
+
+
+def test_batch_limits() -> None:
+    with pytest.raises(ValueError):
+        encode_batch([])
+    with pytest.raises(ValueError):
+        encode_batch([b"x"] * (BATCH_MESSAGES_MAX + 1))
+    for raw in ([], [1, 2], ["text"], {"a": b"x"}, [b"x"] * (BATCH_MESSAGES_MAX + 1)):
+        with pytest.raises(WireError):
+            decode_batch(msgpack.packb(raw, use_bin_type=True))
