@@ -163,7 +163,8 @@ def main() -> None:
     tmp = tempfile.mkdtemp(prefix="gossamer-bench-")
     port, serf, floor_port = free_port(), free_port(), free_port()
     agent_argv = [sys.executable, "-m", "gossamer", "agent", "-dev", "-node=bench",
-                  f"-http-port={port}", f"-serf-lan-port={serf}", "-log-level=warn"]  # fmt: skip
+                  f"-http-port={port}", f"-serf-lan-port={serf}",
+                  f"-server-port={free_port()}", "-log-level=warn"]  # fmt: skip
     base = f"http://127.0.0.1:{port}"
     results: dict[tuple[str, str, int], Cell] = {}
     with (

@@ -143,7 +143,8 @@ def main() -> None:
     a = ap.parse_args()
     port, serf, floor_port = free_port(), free_port(), free_port()
     agent = [sys.executable, "-m", "gossamer", "agent", "-dev", "-node=bench",
-             f"-http-port={port}", f"-serf-lan-port={serf}", "-log-level=warn"]  # fmt: skip
+             f"-http-port={port}", f"-serf-lan-port={serf}",
+                  f"-server-port={free_port()}", "-log-level=warn"]  # fmt: skip
     with (
         process(agent),
         process([sys.executable, "-c", FLOOR_SERVER, str(floor_port)], stdin=subprocess.DEVNULL),
