@@ -30,8 +30,8 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from collections.abc import AsyncIterator, Callable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import grpc
 
@@ -79,6 +79,7 @@ SERVER_PATHS = (
 RPC_HOLD_TIMEOUT_S = 7.0
 """Consul's rpc_hold_timeout: how long a request waits for a leader to be elected."""
 CONNECT_TIMEOUT_S = 1.0
+NO_LEADER = "No cluster leader"
 CALL_TIMEOUT_S = 30.0
 ATTEMPTS_MAX = 3
 
@@ -170,6 +171,26 @@ class ServerRPC:
                 return
             await asyncio.sleep(0.01)
 
+    async def _reachable(self, errors: list[str]) -> AsyncIterator[str]:
+        """The servers to ask, in turn, that accept a connection (rules 2 and 3): the
+        leader from a server, the preferred server first from a client; up to
+        ``ATTEMPTS_MAX`` rounds, a server waiting between rounds for the election to name
+        another leader. A refused connection is noted in ``errors`` and skipped: the
+        request was never sent, so even a write may go to the next one."""
+        for attempt in range(ATTEMPTS_MAX):
+            targets = await self._targets()
+            for addr in targets:
+                if await self.client.connected(addr, CONNECT_TIMEOUT_S):
+                    yield addr
+                else:
+                    self._failed(addr)
+                    errors.append(f"cannot connect to {addr}")
+            if attempt + 1 < ATTEMPTS_MAX:
+                if self.raft is not None:
+                    await self._leader_moved(targets)
+                else:
+                    await asyncio.sleep(0.2)
+
     async def _targets(self) -> list[str]:
         if self.raft is not None:
             return [await self._leader_address()]
@@ -224,34 +245,21 @@ class ServerRPC:
         )
         payload = rpc.encode(msg)
         is_read = request.method in ("GET", "HEAD")
-        last_error = ""
-        for attempt in range(ATTEMPTS_MAX):
-            targets = await self._targets()
-            for addr in targets:
-                if not await self.client.connected(addr, CONNECT_TIMEOUT_S):
-                    self._failed(addr)
-                    last_error = f"cannot connect to {addr}"
+        errors: list[str] = []
+        async for addr in self._reachable(errors):
+            try:
+                raw = await self.client.call(addr, FORWARD, payload, call_timeout(request))
+            except grpc.aio.AioRpcError as e:
+                self._failed(addr)
+                self.stats["forward_failed"] += 1
+                errors.append(f"{addr}: {e.details() or e.code().name}")
+                if is_read:
                     continue
-                try:
-                    raw = await self.client.call(addr, FORWARD, payload, call_timeout(request))
-                except grpc.aio.AioRpcError as e:
-                    self._failed(addr)
-                    self.stats["forward_failed"] += 1
-                    last_error = f"{addr}: {e.details() or e.code().name}"
-                    if is_read:
-                        continue
-                    raise HTTPError(500, f"rpc error making call: {last_error}") from None
-                try:
-                    resp = rpc.decode(raw)
-                except rpc.RPCError as e:
-                    raise HTTPError(500, f"rpc error making call: {e}") from None
-                if not isinstance(resp, rpc.ForwardResponse):
-                    raise HTTPError(500, "rpc error making call: unexpected answer")
-                self.stats["forwarded"] += 1
-                return resp.status, dict(resp.headers), resp.body
-            if self.raft is not None and attempt + 1 < ATTEMPTS_MAX:
-                await self._leader_moved(targets)  # the leader may have just changed
-        raise HTTPError(500, f"rpc error making call: {last_error or 'no server answered'}")
+                raise HTTPError(500, f"rpc error making call: {errors[-1]}") from None
+            resp = _decode_answer(raw, rpc.ForwardResponse)
+            self.stats["forwarded"] += 1
+            return resp.status, dict(resp.headers), resp.body
+        raise _no_answer(errors)
 
     async def _on_forward(self, data: bytes) -> bytes:
         try:
@@ -285,37 +293,21 @@ class ServerRPC:
         """Send a state-store command to the leader (via a server, on a client); returns
         its result or raises what the leader raised."""
         payload = rpc.encode(rpc.ApplyRequest(command, hops + 1))
-        last_error = ""
-        for _ in range(ATTEMPTS_MAX):
-            targets = await self._targets()
-            for addr in targets:
-                if not await self.client.connected(addr, CONNECT_TIMEOUT_S):
-                    self._failed(addr)
-                    last_error = f"cannot connect to {addr}"
-                    continue
-                try:
-                    raw = await self.client.call(addr, APPLY, payload, CALL_TIMEOUT_S)
-                    resp = rpc.decode(raw)
-                except grpc.aio.AioRpcError as e:
-                    self._failed(addr)
-                    raise HTTPError(
-                        500, f"rpc error making call: {e.details() or e.code().name}"
-                    ) from None
-                except rpc.RPCError as e:
-                    raise HTTPError(500, f"rpc error making call: {e}") from None
-                if not isinstance(resp, rpc.ApplyResponse):
-                    raise HTTPError(500, "rpc error making call: unexpected answer")
-                if resp.error_kind == "no-leader":
-                    last_error = "No cluster leader"
-                    break  # not applied: safe to ask again once a leader is known
-                return _raise_or_result(resp)
-            if self.raft is not None:
-                await self._leader_moved(targets)
-            else:
-                await asyncio.sleep(0.2)
-        if last_error == "No cluster leader":
-            raise NoLeader
-        raise HTTPError(500, f"rpc error making call: {last_error or 'no server answered'}")
+        errors: list[str] = []
+        async for addr in self._reachable(errors):
+            try:
+                raw = await self.client.call(addr, APPLY, payload, CALL_TIMEOUT_S)
+            except grpc.aio.AioRpcError as e:  # it may have been applied: no retry
+                self._failed(addr)
+                raise HTTPError(
+                    500, f"rpc error making call: {e.details() or e.code().name}"
+                ) from None
+            resp = _decode_answer(raw, rpc.ApplyResponse)
+            if resp.error_kind == "no-leader":
+                errors.append(NO_LEADER)  # not applied: safe to ask again
+                continue
+            return _raise_or_result(resp)
+        raise _no_answer(errors)
 
     async def _on_apply(self, data: bytes) -> bytes:
         try:
@@ -341,7 +333,7 @@ class ServerRPC:
         except CommandRejected as e:
             return rpc.encode(rpc.ApplyResponse(None, str(e), "rejected"))
         except NoLeader:
-            return rpc.encode(rpc.ApplyResponse(None, "No cluster leader", "no-leader"))
+            return rpc.encode(rpc.ApplyResponse(None, NO_LEADER, "no-leader"))
         except TimeoutError:
             return rpc.encode(rpc.ApplyResponse(None, "timed out enqueuing operation", "internal"))
         except HTTPError as e:
@@ -351,26 +343,22 @@ class ServerRPC:
 
     async def query(self, name: str, *args: Any, hops: int = 0) -> rpc.QueryResponse:
         payload = rpc.encode(rpc.QueryRequest(name, args, hops + 1))
-        last_error = ""
-        for addr in await self._targets():
-            if not await self.client.connected(addr, CONNECT_TIMEOUT_S):
-                self._failed(addr)
-                last_error = f"cannot connect to {addr}"
-                continue
+        errors: list[str] = []
+        async for addr in self._reachable(errors):
             try:
-                resp = rpc.decode(await self.client.call(addr, QUERY, payload, CALL_TIMEOUT_S))
-            except (grpc.aio.AioRpcError, rpc.RPCError) as e:
+                raw = await self.client.call(addr, QUERY, payload, CALL_TIMEOUT_S)
+            except grpc.aio.AioRpcError as e:  # a read: ask the next one
                 self._failed(addr)
-                last_error = str(e)
+                errors.append(f"{addr}: {e.details() or e.code().name}")
                 continue
-            if not isinstance(resp, rpc.QueryResponse):
-                raise HTTPError(500, "rpc error making call: unexpected answer")
-            if resp.error == "No cluster leader":
-                raise NoLeader
+            resp = _decode_answer(raw, rpc.QueryResponse)
+            if resp.error == NO_LEADER:
+                errors.append(NO_LEADER)
+                continue
             if resp.error:
                 raise HTTPError(500, resp.error)
             return resp
-        raise HTTPError(500, f"rpc error making call: {last_error or 'no server answered'}")
+        raise _no_answer(errors)
 
     async def query_at(self, address: str, name: str, timeout_s: float) -> rpc.QueryResponse:
         """A named read answered by the server at ``address`` itself (bootstrapping)."""
@@ -413,9 +401,30 @@ class ServerRPC:
                 return rpc.encode(rpc.QueryResponse(index, [services, checks]))
             return rpc.encode(rpc.QueryResponse(error=f"unknown query {m.name!r}"))
         except NoLeader:
-            return rpc.encode(rpc.QueryResponse(error="No cluster leader"))
+            return rpc.encode(rpc.QueryResponse(error=NO_LEADER))
         except HTTPError as e:
             return rpc.encode(rpc.QueryResponse(error=e.message))
+
+
+_Answer = TypeVar("_Answer", rpc.ForwardResponse, rpc.ApplyResponse, rpc.QueryResponse)
+
+
+def _decode_answer(raw: bytes, kind: type[_Answer]) -> _Answer:
+    try:
+        resp = rpc.decode(raw)
+    except rpc.RPCError as e:
+        raise HTTPError(500, f"rpc error making call: {e}") from None
+    if not isinstance(resp, kind):
+        raise HTTPError(500, "rpc error making call: unexpected answer")
+    return resp
+
+
+def _no_answer(errors: list[str]) -> Exception:
+    """What a request that no server took ends with: no leader when that was the last
+    word (it was not applied), else the last failure."""
+    if errors and errors[-1] == NO_LEADER:
+        return NoLeader()
+    return HTTPError(500, f"rpc error making call: {errors[-1] if errors else 'no server'}")
 
 
 def _raise_or_result(resp: rpc.ApplyResponse) -> Any:
