@@ -163,6 +163,8 @@ def assert_swarm_ok(run: SwarmRun) -> None:
     # the run meant something: clients got answers of every kind, leadership moved
     assert w.client_stats["writes_ok"] > 20 and w.client_stats["reads_ok"] > 20, verdict(run)
     assert len(w.leaders) > 1, "leadership never changed: the faults did not bite\n" + verdict(run)
+    if run.plan.config.snapshot_threshold < 100:
+        assert w.counts["snapshots"] > 0, "a plan with small snapshots took none\n" + verdict(run)
 
 
 @pytest.mark.parametrize("seed", CI_SEEDS)
