@@ -263,6 +263,11 @@ class Cluster:
         if encrypt:
             argv.append(f"-encrypt={encrypt}")
         argv += list(extra)
+        if any(x in ("-server", "-dev") for x in extra) and not any(
+            x.startswith("-server-port") for x in extra
+        ):
+            # a server binds its RPC port (8300 by default): give each its own
+            argv.append(f"-server-port={free_port()}")
         agent = GossamerAgent(
             name,
             argv,

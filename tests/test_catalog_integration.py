@@ -66,7 +66,8 @@ def test_alive_members_are_registered_with_passing_serf_health(
     assert node["ID"] == members["c1"]["Tags"]["id"]
     assert server.get("/v1/catalog/services")["consul"] == []
     consul = server.get("/v1/catalog/service/consul")
-    assert [(s["Node"], s["ServicePort"]) for s in consul] == [("s1", 8300)]
+    port = int(members["s1"]["Tags"]["port"])  # the server RPC port it was given
+    assert [(s["Node"], s["ServicePort"]) for s in consul] == [("s1", port)]
     # a client reads the catalog through its server, over server RPC
     assert catalog_nodes(c1) == catalog_nodes(server)
 

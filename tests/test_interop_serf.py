@@ -230,7 +230,8 @@ def test_mixed_cluster_lists_both_kinds_and_marks_sigkilled_failed(
 
         # `serf members -format=json` lists the gossamer nodes alive with their tags.
         own = {g.name: g.get("/v1/agent/self")["Member"] for g in m.gossamers}
-        assert own["g1"]["Tags"]["role"] == "consul" and own["g1"]["Tags"]["port"] == "8300"
+        given = next(a.split("=", 1)[1] for a in g1.argv if a.startswith("-server-port="))
+        assert own["g1"]["Tags"]["role"] == "consul" and own["g1"]["Tags"]["port"] == given
         assert own["g2"]["Tags"]["role"] == "node"
         for s in m.serfs:
             listed = s.members()
