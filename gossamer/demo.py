@@ -180,7 +180,7 @@ def _run(c: Cluster, n: int, profile: str, timeout: float) -> int:
         f"   {time.monotonic() - t0:6.2f} s  {leader.name} leads. "
         "$ gossamer operator raft list-peers"
     )
-    for line in _cli(client, "operator", "raft", "list-peers").splitlines():
+    for line in _cli(client, "operator", "raft list-peers").splitlines():
         _say("   " + line)
     web_servers = _catalog_demo(client, timeout)
     failover = _failover(c, servers, client, timeout)
@@ -378,9 +378,18 @@ def _serf_health(agent: GossamerAgent, node: str) -> str | None:
 
 
 def _cli(agent: GossamerAgent, verb: str, sub: str, *args: str) -> str:
-    """``gossamer VERB SUB -http-addr=<agent> ARGS...`` (flags go after the subcommand)."""
+    """``gossamer VERB SUB -http-addr=<agent> ARGS...`` (flags go after the subcommand;
+    ``sub`` may be two words: ``raft list-peers``)."""
     r = subprocess.run(
-        [sys.executable, "-m", "gossamer", verb, sub, f"-http-addr={agent.http_addr}", *args],
+        [
+            sys.executable,
+            "-m",
+            "gossamer",
+            verb,
+            *sub.split(),
+            f"-http-addr={agent.http_addr}",
+            *args,
+        ],
         capture_output=True,
         text=True,
         timeout=30,

@@ -823,7 +823,7 @@ def test_swarm_seed_229_a_member_waking_from_a_stall_does_not_kill_on_late_timer
 def test_demo_rehearsal_runs_its_scenarios_and_passes(capsys: pytest.CaptureFixture[str]) -> None:
     from gossamer.demo import _rehearse
 
-    assert _rehearse(5, "lan", {"node-1": 5.5, "node-2": 5.9}) is True
+    assert _rehearse(5, "lan", {"node-1": 5.5, "node-2": 5.9}, "node-5") is True
     out = capsys.readouterr().out
     assert "(real run above: 5.50 s)" in out and "(real run above: 5.90 s)" in out
     assert "every survivor reports each dc3 server failed after" in out
