@@ -1185,9 +1185,7 @@ class RaftCore:
             return
         if self._transfer is not None:
             for p in proposals:
-                self._outbox.append(
-                    RequestRefused(p.request_id, "leadership transfer in progress")
-                )
+                self._outbox.append(RequestRefused(p.request_id, "leadership transfer in progress"))
             return
         first = self.last_index + 1
         self._append_local([p.command for p in proposals])
