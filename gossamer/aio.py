@@ -40,6 +40,7 @@ from catalog.reconcile import reconcile_member, reconcile_reaped
 from catalog.server import CatalogAccess, CatalogServer
 from catalog.store import SERF_CHECK_ID, CommandRejected
 from federation.aio import RaftServer, RPCClient, RPCServer
+from federation.autopilot import AutopilotConfig
 from federation.bootstrap import bootstrap_plan, server_meta
 from federation.disk import DiskCorrupt
 from federation.raft import RaftConfig
@@ -229,6 +230,7 @@ class Agent:
                 self.catalog,
                 self.server_rpc,
                 self.serf.member_list,
+                AutopilotConfig(dead_server_grace_s=config.autopilot_dead_server_grace_s),
             )
             self.catalog.on_leadership = self._on_leadership
             self.server_rpc.register(self.rpc_server)

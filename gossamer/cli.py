@@ -1094,6 +1094,7 @@ _AGENT_FIELDS = {
     "raft-timing": "raft_timing",
     "raft-snapshot-threshold": "raft_snapshot_threshold",
     "raft-trailing-logs": "raft_trailing_logs",
+    "autopilot-dead-server-grace": "autopilot_dead_server_grace_s",
 }
 
 
@@ -1491,6 +1492,12 @@ Usage: gossamer agent [options]
                 "raft-trailing-logs",
                 FlagKind.INT,
                 "Log entries kept behind a snapshot for followers that lag. Defaults to 10240.",
+            ),
+            Flag(
+                "autopilot-dead-server-grace",
+                FlagKind.DURATION,
+                "How long a server must be failed before autopilot removes it from the Raft "
+                "configuration. Defaults to 30s.",
             ),
             Flag(
                 "enable-script-checks",

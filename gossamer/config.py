@@ -75,6 +75,10 @@ class AgentConfig:
     raft_trailing_logs: int = 10240
     """Consul's raft_trailing_logs: entries kept behind a snapshot, so a follower that
     lags by fewer catches up from the log instead of a whole snapshot."""
+    autopilot_dead_server_grace_s: float = 30.0
+    """How long a server must be failed in gossip before the leader's autopilot removes it
+    from the Raft configuration (its dead-server cleanup; gossamer's setting: Consul
+    removes as soon as gossip says failed)."""
     raft_timing: str = "default"
     """Raft's timing preset: ``default`` (1 s election timeout, 100 ms heartbeats) or
     ``low-latency`` (300 ms / 50 ms), federation.raft.RaftConfig."""
@@ -105,6 +109,8 @@ class AgentConfig:
             raise ConfigError("-bootstrap-expect cannot be negative")
         if self.bootstrap_expect and not self.server:
             raise ConfigError("Bootstrap-expect mode can only be used with server mode")
+        if self.autopilot_dead_server_grace_s < 0:
+            raise ConfigError("-autopilot-dead-server-grace cannot be negative")
         if self.raft_snapshot_threshold < 1:
             raise ConfigError("-raft-snapshot-threshold must be at least 1")
         if self.raft_trailing_logs < 0:

@@ -366,3 +366,48 @@ def test_a_follower_that_missed_compacted_entries_catches_up_by_snapshot() -> No
         except (TimeoutError, AssertionError):
             print(c.logs())
             raise
+
+
+def test_autopilot_removes_a_server_failed_longer_than_the_grace_period() -> None:
+    with cluster() as c:
+        ports = [free_port() for _ in range(3)]
+        servers = [
+            c.gossamer(
+                name,
+                join=[f"127.0.0.1:{p}" for k, p in enumerate(ports) if k != i],
+                serf_port=ports[i],
+                extra=[
+                    "-server",
+                    "-bootstrap-expect=3",
+                    f"-server-port={free_port()}",
+                    "-autopilot-dead-server-grace=1s",
+                ],
+            )
+            for i, name in enumerate(SERVERS)
+        ]
+        try:
+            lead = leader_agent(servers)
+            victim = next(a for a in servers if a is not lead)
+            victim.signal(signal.SIGKILL)
+            victim.wait(5.0)
+            wait_for(
+                lambda: victim.name not in raft_ids(lead),
+                60.0,
+                what="autopilot to remove the failed server",
+            )
+            assert set(raft_ids(lead)) == {a.name for a in servers if a is not victim}
+            assert lead.put("/v1/kv/after-cleanup", "ok") == (200, "true")
+            # autopilot's health follows at its next update (every 2 s): the two left are
+            # healthy voters, and a cluster of two tolerates no failure
+
+            def health() -> dict[str, object]:
+                status, _, body = raw_get(lead, "/v1/operator/autopilot/health")
+                return {"status": status, **json.loads(body)}
+
+            wait_for(lambda: health()["status"] == 200, 30.0, what="autopilot health")
+            h = health()
+            assert sorted(s["Name"] for s in h["Servers"]) == sorted(set(raft_ids(lead)))  # type: ignore[attr-defined]
+            assert h["Healthy"] is True and h["FailureTolerance"] == 0
+        except (TimeoutError, AssertionError):
+            print(c.logs())
+            raise
