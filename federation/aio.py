@@ -276,7 +276,6 @@ class RaftServer:
         self._next_request = 0
         self._leader_changed: asyncio.Event | None = None
         self._applied: asyncio.Event | None = None
-        self._config_changed: asyncio.Event | None = None
         self._inbox: list[Event] = []
         self._drain_scheduled = False
         rpc.add_method("gossamer.raft.Raft", "Deliver", self._deliver)
@@ -289,7 +288,6 @@ class RaftServer:
         self._wake = asyncio.Event()
         self._leader_changed = asyncio.Event()
         self._applied = asyncio.Event()
-        self._config_changed = asyncio.Event()
         loop = asyncio.get_running_loop()
         self.core = RaftCore(
             self.id, None, self.sm, self.rng, self.config, self.disk.load(), now=loop.time()
@@ -518,8 +516,6 @@ class RaftServer:
                         for x in eff.configuration.servers
                     ),
                 )
-                if self._config_changed is not None:
-                    self._config_changed.set()
             elif isinstance(eff, LeaderElected):
                 self.leader = eff.leader
                 log.info("raft: %s leads term %d", eff.leader, eff.term)

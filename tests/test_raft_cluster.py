@@ -25,9 +25,9 @@ pytestmark = pytest.mark.integration
 SERVERS = ("s1", "s2", "s3")
 
 
-def start_servers(c: Cluster, n: int = 3) -> list[GossamerAgent]:
+def start_servers(c: Cluster, n: int = 3, extra: tuple[str, ...] = ()) -> list[GossamerAgent]:
     """``n`` servers, each told the others' gossip addresses (Consul's retry_join), so
-    whichever restarts finds the rest again."""
+    whichever restarts finds the rest again; ``extra`` flags go to every one."""
     ports = [free_port() for _ in range(n)]
     out = []
     for i, name in enumerate(SERVERS[:n]):
@@ -35,7 +35,7 @@ def start_servers(c: Cluster, n: int = 3) -> list[GossamerAgent]:
             name,
             join=[f"127.0.0.1:{p}" for k, p in enumerate(ports) if k != i],
             serf_port=ports[i],
-            extra=["-server", f"-bootstrap-expect={n}", f"-server-port={free_port()}"],
+            extra=["-server", f"-bootstrap-expect={n}", f"-server-port={free_port()}", *extra],
         )
         out.append(agent)
     return out
@@ -320,22 +320,13 @@ def test_a_follower_that_missed_compacted_entries_catches_up_by_snapshot() -> No
     trailing log), and holds every key; restarting again, it starts from its own
     snapshot."""
     with cluster() as c:
-        ports = [free_port() for _ in range(3)]
-        servers = [
-            c.gossamer(
-                name,
-                join=[f"127.0.0.1:{p}" for k, p in enumerate(ports) if k != i],
-                serf_port=ports[i],
-                extra=[
-                    "-server",
-                    "-bootstrap-expect=3",
-                    f"-server-port={free_port()}",
-                    "-raft-snapshot-threshold=40",
-                    "-raft-trailing-logs=5",
-                ],
-            )
-            for i, name in enumerate(SERVERS)
-        ]
+        servers = start_servers(
+            c,
+            extra=(
+                "-raft-snapshot-threshold=40",
+                "-raft-trailing-logs=5",
+            ),
+        )
         try:
             lead = leader_agent(servers)
             follower = next(a for a in servers if a is not lead)
@@ -370,21 +361,7 @@ def test_a_follower_that_missed_compacted_entries_catches_up_by_snapshot() -> No
 
 def test_autopilot_removes_a_server_failed_longer_than_the_grace_period() -> None:
     with cluster() as c:
-        ports = [free_port() for _ in range(3)]
-        servers = [
-            c.gossamer(
-                name,
-                join=[f"127.0.0.1:{p}" for k, p in enumerate(ports) if k != i],
-                serf_port=ports[i],
-                extra=[
-                    "-server",
-                    "-bootstrap-expect=3",
-                    f"-server-port={free_port()}",
-                    "-autopilot-dead-server-grace=1s",
-                ],
-            )
-            for i, name in enumerate(SERVERS)
-        ]
+        servers = start_servers(c, extra=("-autopilot-dead-server-grace=1s",))
         try:
             lead = leader_agent(servers)
             victim = next(a for a in servers if a is not lead)
